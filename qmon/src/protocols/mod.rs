@@ -81,3 +81,6 @@ pub trait Parser: Send {
     /// still pending is emitted as incomplete.
     fn close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>);
 }
+
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixture;
