@@ -7,7 +7,8 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "src/bpf/qmon.bpf.c";
 
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("qmon.skel.rs");
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("qmon.skel.rs");
     let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
     let target_arch = match arch.as_str() {
         "x86_64" => "x86",

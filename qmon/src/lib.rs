@@ -7,4 +7,5 @@
 //! (SQLite store, metrics, live view).
 
 pub mod calls;
+pub mod capture;
 pub mod protocols;

@@ -1,3 +1,38 @@
-fn main() {
-    println!("qmon");
+//! The `qmon` binary: argument parsing, logging and exit codes. Everything
+//! else lives in the library.
+
+mod cli;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        cli::Command::Trace(a) => cmd::trace::run(a),
+        cli::Command::Doctor(a) => cmd::doctor::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: what is wrong and how to fix it.
+            eprintln!("qmon: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: cli::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("QMON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder.init(),
+        cli::LogFormat::Json => builder.json().init(),
+    }
 }

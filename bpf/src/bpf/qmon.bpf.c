@@ -218,10 +218,12 @@ static __always_inline struct qmon_conn_state *conn_open(__u64 id, int fd, struc
 		e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 		e->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 		e->role = role;
-		if (e->family == AF_INET)
-			BPF_CORE_READ_INTO(e->addr, sk, __sk_common.skc_daddr);
-		else
-			BPF_CORE_READ_INTO(e->addr, sk, __sk_common.skc_v6_daddr);
+		if (e->family == AF_INET) {
+			__u32 d4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(e->addr, &d4, sizeof(d4));
+		} else {
+			BPF_CORE_READ_INTO((struct in6_addr *)e->addr, sk, __sk_common.skc_v6_daddr);
+		}
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 		bpf_ringbuf_submit(e, wakeup_flag());
 	}
@@ -246,101 +248,135 @@ static __always_inline struct qmon_conn_state *conn_get(__u64 id, int fd)
 
 /* ---- data events ---------------------------------------------------- */
 
+/* Template for the data events of the call in progress on this thread.
+ * Per thread (not per CPU): a program can be preempted, a thread cannot race
+ * itself. */
 struct emit_ctx {
-	struct qmon_data_event ev; /* template: header, dir, source; pos advances */
-	__u64 budget;         /* bytes still allowed to be copied for this call */
+	struct qmon_data_event ev; /* header, dir, source; pos advances */
+	__u64 budget;              /* bytes still allowed to be copied */
 };
 
-/* One chunk into a record of a fixed size class: the ring buffer needs a
- * constant reservation size, and classes keep small calls from taking 16 KiB
- * of ring each. noinline keeps each reservation size a separate constant. */
-#define DEFINE_EMIT_CLASS(SIZE)                                                              \
-	static __noinline int emit_class_##SIZE(struct emit_ctx *c, const void *src, __u32 n) \
-	{                                                                                    \
-		struct qmon_data_event *e;                                                        \
-		if (!c)                                                                      \
-			return -1;                                                           \
-		e = bpf_ringbuf_reserve(&events, sizeof(*e) + SIZE, 0);                      \
-		if (!e) {                                                                    \
-			stat_add(QMON_STAT_LOST_EVENTS, 1);                                  \
-			stat_add(QMON_STAT_LOST_BYTES, n);                                   \
-			return -1;                                                           \
-		}                                                                            \
-		__builtin_memcpy(e, &c->ev, sizeof(*e));                                     \
-		if (n > SIZE)                                                                \
-			n = SIZE;                                                            \
-		if (bpf_probe_read_user((void *)(e + 1), n, src))                            \
-			n = 0; /* unreadable: the position gap shows it */                 \
-		e->len = n;                                                                  \
-		bpf_ringbuf_submit(e, wakeup_flag());                                        \
-		stat_add(QMON_STAT_DATA_EVENTS, 1);                                          \
-		return 0;                                                                    \
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct emit_ctx);
+} emit_ctx_map SEC(".maps");
+
+/* Reserve a record of one size class and fill it. One function per class:
+ * otherwise clang merges the reads of the classes into one whose size the
+ * verifier can no longer bound. */
+#define DEFINE_EMIT_CLASS(SIZE)                                                       \
+	static __noinline int emit_class_##SIZE(struct emit_ctx *c, __u64 src, __u64 n) \
+	{                                                                             \
+		struct qmon_data_event *e;                                            \
+		if (!c)                                                               \
+			return 0;                                                     \
+		e = bpf_ringbuf_reserve(&events, sizeof(*e) + (SIZE), 0);             \
+		if (!e) {                                                             \
+			stat_add(QMON_STAT_LOST_EVENTS, 1);                           \
+			stat_add(QMON_STAT_LOST_BYTES, n);                            \
+			return 0;                                                     \
+		}                                                                     \
+		__builtin_memcpy(e, &c->ev, sizeof(*e));                              \
+		/* Opaque to clang, which would drop the clamp as redundant. */     \
+		asm volatile("" : "+r"(n));                                           \
+		if (n > (SIZE))                                                       \
+			n = (SIZE);                                                   \
+		if (bpf_probe_read_user((void *)(e + 1), n, (void *)src))             \
+			n = 0; /* unreadable: the position gap shows it */          \
+		e->len = n;                                                           \
+		bpf_ringbuf_submit(e, wakeup_flag());                                 \
+		stat_add(QMON_STAT_DATA_EVENTS, 1);                                   \
+		return 0;                                                             \
 	}
 
 DEFINE_EMIT_CLASS(512)
 DEFINE_EMIT_CLASS(4096)
 DEFINE_EMIT_CLASS(16384)
 
-/* Copy len bytes at src as consecutive chunks, within the call's budget. */
-static __noinline int emit_buf(struct emit_ctx *c, const __u8 *src, __u64 len)
+/* Emit one chunk of n bytes at src with the calling thread's template and
+ * advance it. A global function, so the verifier checks it once on its own
+ * rather than once per loop iteration of every caller: the size-class
+ * branches below would otherwise multiply the states of the chunk and iovec
+ * loops beyond the verifier's budget. Records come in fixed size classes
+ * because a ring buffer reservation must have a constant size, and classes
+ * keep small calls from taking 16 KiB of ring each. */
+__noinline int emit_chunk(__u64 src, __u64 n)
 {
-	int i;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct emit_ctx *c = bpf_map_lookup_elem(&emit_ctx_map, &id);
 
 	if (!c)
 		return 0;
-	for (i = 0; i < QMON_CHUNKS_HARD_MAX; i++) {
-		__u64 n = len;
-
-		if (len == 0 || c->budget == 0)
-			break;
-		if (n > QMON_CHUNK_MAX)
-			n = QMON_CHUNK_MAX;
-		if (n > c->budget)
-			n = c->budget;
-		if (n <= 512)
-			emit_class_512(c, src, n);
-		else if (n <= 4096)
-			emit_class_4096(c, src, n);
-		else
-			emit_class_16384(c, src, n);
-		c->ev.pos += n;
-		c->budget -= n;
-		src += n;
-		len -= n;
-	}
-	if (len) {
-		stat_add(QMON_STAT_TRUNCATED_BYTES, len);
-		c->ev.pos += len;
-	}
-	return 0;
+	if (n > QMON_CHUNK_MAX)
+		n = QMON_CHUNK_MAX;
+	if (n > c->budget)
+		n = c->budget;
+	if (n == 0)
+		return 0;
+	if (n <= 512)
+		emit_class_512(c, src, n);
+	else if (n <= 4096)
+		emit_class_4096(c, src, n);
+	else
+		emit_class_16384(c, src, n);
+	c->ev.pos += n;
+	c->budget -= n;
+	return n;
 }
 
-static __always_inline void emit_call(struct emit_ctx *c, __u64 buf, __u32 iovcnt, __u64 len)
+/* Copy len bytes at src as consecutive chunks, within the call's budget. */
+static __always_inline __u64 emit_buf(__u64 src, __u64 len)
 {
 	int i;
 
-	c->ev.call_len = len;
-	c->budget = (__u64)max_chunks * QMON_CHUNK_MAX;
-	if (!iovcnt) {
-		emit_buf(c, (const __u8 *)buf, len);
+	for (i = 0; i < QMON_CHUNKS_HARD_MAX && len > 0; i++) {
+		__u64 n = len > QMON_CHUNK_MAX ? QMON_CHUNK_MAX : len;
+		int done = emit_chunk(src, n);
+
+		if (done <= 0)
+			break;
+		src += done;
+		len -= done;
+	}
+	return len;
+}
+
+/* Emit a call's bytes: buf is a buffer, or an iovec array when iovcnt > 0.
+ * Bytes past the per-call budget are counted, and show as a position gap. */
+static __always_inline void emit_call(struct emit_ctx *tmpl, __u64 id, __u64 buf, __u32 iovcnt,
+				      __u64 len)
+{
+	struct emit_ctx *c;
+	__u64 left = len;
+	int i;
+
+	tmpl->ev.call_len = len;
+	tmpl->budget = (__u64)max_chunks * QMON_CHUNK_MAX;
+	if (bpf_map_update_elem(&emit_ctx_map, &id, tmpl, BPF_ANY)) {
+		stat_add(QMON_STAT_ARGS_DROPPED, 1);
 		return;
 	}
-	for (i = 0; i < QMON_IOV_MAX; i++) {
-		struct iovec iov;
-		__u64 n;
+	if (!iovcnt) {
+		left = emit_buf(buf, len);
+	} else {
+		for (i = 0; i < QMON_IOV_MAX && i < iovcnt && left > 0; i++) {
+			struct iovec iov;
+			__u64 n;
 
-		if (i >= iovcnt || len == 0)
-			break;
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(buf + i * sizeof(iov))))
-			break;
-		n = iov.iov_len < len ? iov.iov_len : len;
-		emit_buf(c, iov.iov_base, n);
-		len -= n;
+			if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(buf + i * sizeof(iov))))
+				break;
+			n = iov.iov_len < left ? iov.iov_len : left;
+			left -= n - emit_buf((__u64)iov.iov_base, n);
+			c = bpf_map_lookup_elem(&emit_ctx_map, &id);
+			if (!c || c->budget == 0)
+				break;
+		}
 	}
-	if (len) {
-		/* More iovecs than walked: counted, and visible as a gap. */
-		stat_add(QMON_STAT_TRUNCATED_BYTES, len);
-	}
+	if (left)
+		stat_add(QMON_STAT_TRUNCATED_BYTES, left);
+	bpf_map_delete_elem(&emit_ctx_map, &id);
 }
 
 /* TLS record header at the start of a stream: content type 20..23, major
@@ -428,7 +464,7 @@ static __always_inline void data_exit(long ret)
 	/* Not atomic: concurrent calls on one fd from two threads are rare and
 	 * at worst show as a gap. Fetch-add would need kernel 5.12. */
 	st->pos[a.dir & 1] = c.ev.pos + ret;
-	emit_call(&c, a.buf, a.iovcnt, ret);
+	emit_call(&c, id, a.buf, a.iovcnt, ret);
 }
 
 /* ---- connect / accept / close --------------------------------------- */
@@ -498,8 +534,8 @@ static __always_inline void close_enter(int fd)
 
 #define TP_ENTER(name) SEC("tracepoint/syscalls/sys_enter_" #name)
 #define TP_EXIT(name) SEC("tracepoint/syscalls/sys_exit_" #name)
-typedef struct trace_event_raw_sys_enter tp_enter_t;
-typedef struct trace_event_raw_sys_exit tp_exit_t;
+#define tp_enter_t struct trace_event_raw_sys_enter
+#define tp_exit_t struct trace_event_raw_sys_exit
 
 TP_ENTER(connect) int tp_connect_enter(tp_enter_t *ctx) { connect_enter(ctx->args[0]); return 0; }
 TP_EXIT(connect) int tp_connect_exit(tp_exit_t *ctx) { connect_exit(ctx->ret); return 0; }
@@ -709,7 +745,7 @@ static __always_inline void ssl_exit(long ret)
 	c.ev.dir = a.dir & 1;
 	c.ev.source = QMON_SRC_OPENSSL;
 	c.ev.ssl = a.ssl;
-	emit_call(&c, a.buf, 0, n);
+	emit_call(&c, id, a.buf, 0, n);
 }
 
 SEC("uprobe") int BPF_UPROBE(ssl_write_enter, void *ssl, void *buf, int num)
@@ -732,12 +768,8 @@ SEC("uprobe") int BPF_UPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num
 	ssl_enter(ssl, buf, readbytes, QMON_DIR_INGRESS);
 	return 0;
 }
-SEC("uretprobe") int BPF_URETPROBE(ssl_rw_exit, long ret)
-{
-	ssl_exit(ret);
-	return 0;
-}
-SEC("uretprobe") int BPF_URETPROBE(ssl_rw_int_exit, int ret)
+/* All four return int: bytes (plain) or 1/0 (_ex). */
+SEC("uretprobe") int BPF_URETPROBE(ssl_rw_exit, int ret)
 {
 	ssl_exit(ret);
 	return 0;
@@ -770,7 +802,7 @@ static __always_inline void proc_emit(struct qmon_proc_event *p, __u8 kind, __u6
 }
 
 SEC("tracepoint/sched/sched_process_exec")
-int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
+int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct qmon_proc_event *p = proc_scratch_get();
@@ -784,7 +816,7 @@ int tp_exec(struct trace_event_raw_sched_process_exec *ctx)
 }
 
 SEC("tracepoint/sched/sched_process_exit")
-int tp_exit(void *ctx)
+int proc_exit(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct qmon_proc_event *p;
@@ -800,30 +832,26 @@ int tp_exit(void *ctx)
 	return 0;
 }
 
-/* Does the basename of path start with "libssl"? */
+/* Does a path component start with "libssl"? Checked at every position with
+ * no state carried between iterations, which keeps verification linear. */
 static __always_inline bool is_libssl(const char *path)
 {
-	int base = 0, i;
+	int i;
 
-	for (i = 0; i < QMON_PATH_MAX - 1; i++) {
-		char ch = path[i];
-		if (ch == 0)
+	for (i = 0; i < QMON_PATH_MAX - 8; i++) {
+		if (path[i] == 0)
 			break;
-		if (ch == '/')
-			base = i + 1;
+		if (path[i] == '/' && path[i + 1] == 'l' && path[i + 2] == 'i' &&
+		    path[i + 3] == 'b' && path[i + 4] == 's' && path[i + 5] == 's' &&
+		    path[i + 6] == 'l')
+			return true;
 	}
-	if (base > QMON_PATH_MAX - 8)
-		return false;
-	base &= QMON_PATH_MAX - 1;
-	return path[base] == 'l' && path[(base + 1) & (QMON_PATH_MAX - 1)] == 'i' &&
-	       path[(base + 2) & (QMON_PATH_MAX - 1)] == 'b' &&
-	       path[(base + 3) & (QMON_PATH_MAX - 1)] == 's' &&
-	       path[(base + 4) & (QMON_PATH_MAX - 1)] == 's' &&
-	       path[(base + 5) & (QMON_PATH_MAX - 1)] == 'l';
+	return path[0] == 'l' && path[1] == 'i' && path[2] == 'b' && path[3] == 's' &&
+	       path[4] == 's' && path[5] == 'l';
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
-int tp_openat_enter(tp_enter_t *ctx)
+int lib_openat_enter(tp_enter_t *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 name = ctx->args[1];
@@ -842,7 +870,7 @@ int tp_openat_enter(tp_enter_t *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
-int tp_openat_exit(tp_exit_t *ctx)
+int lib_openat_exit(tp_exit_t *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *name = bpf_map_lookup_elem(&open_args_map, &id);

@@ -80,6 +80,12 @@ pub trait Parser: Send {
     /// The connection closed. Close-delimited bodies end here; anything
     /// still pending is emitted as incomplete.
     fn close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>);
+
+    /// After `Progress::Upgrade { to: H2c, .. }`: the request that asked for
+    /// the upgrade, whose response HTTP/2 stream 1 carries.
+    fn take_upgrade_request(&mut self) -> Option<Exchange> {
+        None
+    }
 }
 
 #[cfg(any(test, feature = "fixtures"))]

@@ -1,0 +1,595 @@
+//! Capture: load the BPF programs, attach them, and stream decoded events.
+//!
+//! One thread owns the BPF object. It polls the ring buffer, decodes records
+//! into [`CaptureEvent`]s for the next stage, attaches OpenSSL uprobes to
+//! new library copies as processes exec or open them, and publishes the
+//! kernel-side loss counters in [`CaptureStats`].
+
+pub mod events;
+pub mod kernel;
+pub mod procinfo;
+pub mod tls_libs;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, UprobeOpts};
+use qmon_bpf::types::{qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat};
+use qmon_bpf::QmonSkelBuilder;
+
+pub use events::{CaptureEvent, Role, Source};
+pub use kernel::{AttachMode, Features};
+use tls_libs::{FileId, Inspection, TlsLib};
+
+/// Largest payload carried by one data event (from qmon.h).
+pub const CHUNK_MAX: u32 = qmon_const::QMON_CHUNK_MAX.0;
+/// Largest number of chunks a single call may be split into (from qmon.h).
+pub const CHUNKS_HARD_MAX: u32 = qmon_const::QMON_CHUNKS_HARD_MAX.0;
+
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// Ring buffer bytes: a power of two, at least one page.
+    pub ring_size: u32,
+    /// Chunks of CHUNK_MAX bytes copied per call at most.
+    pub max_chunks: u32,
+    /// Force an attach mode instead of probing.
+    pub mode: Option<AttachMode>,
+    /// How often the ring buffer is drained when nothing woke us.
+    pub poll_interval: Duration,
+    /// Also emit data of accepted (server-side) sockets.
+    pub capture_server: bool,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        Self {
+            ring_size: 16 * 1024 * 1024,
+            max_chunks: 4,
+            mode: None,
+            poll_interval: Duration::from_millis(50),
+            capture_server: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("--ring-size must be a power of two between 4096 and 1073741824 bytes, got {0}")]
+    RingSize(u32),
+    #[error("--max-chunks must be between 1 and {max}, got {got}", max = CHUNKS_HARD_MAX)]
+    MaxChunks { got: u32 },
+    #[error("loading the BPF programs failed: {0}")]
+    Load(String),
+    #[error("attaching the {what} hooks failed: {err}")]
+    Attach { what: &'static str, err: String },
+    #[error("the capture thread stopped unexpectedly")]
+    ThreadGone,
+}
+
+/// Counters shared with the rest of the daemon; updated about once a second.
+#[derive(Debug, Default)]
+pub struct CaptureStats {
+    pub events: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub lost_events: AtomicU64,
+    pub lost_bytes: AtomicU64,
+    pub truncated_bytes: AtomicU64,
+    pub muted_calls: AtomicU64,
+    pub args_dropped: AtomicU64,
+    pub ring_size: AtomicU64,
+    pub libs_attached: AtomicU64,
+}
+
+/// A library qmon attached to, or decided not to.
+#[derive(Debug, Clone)]
+pub struct LibStatus {
+    pub path: String,
+    pub pid: u32,
+    pub inode: u64,
+    pub attached: Vec<&'static str>,
+    pub skipped: Option<String>,
+}
+
+/// Switches connections off in the kernel once the daemon knows they are
+/// not interesting: after that their data costs one map lookup.
+#[derive(Clone)]
+pub struct ConnControl {
+    conns: Arc<MapHandle>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mute {
+    /// Stop syscall-level data (not HTTP in plaintext); TLS data continues.
+    Syscall,
+    /// Stop all data for the connection.
+    All,
+}
+
+impl ConnControl {
+    pub fn mute(&self, tgid: u32, fd: i32, how: Mute) {
+        let key = qmon_conn_key { tgid, fd };
+        // SAFETY: POD key type generated from qmon.h.
+        let kb = unsafe { as_bytes(&key) };
+        let Ok(Some(mut val)) = self.conns.lookup(kb, MapFlags::ANY) else {
+            return;
+        };
+        if val.len() < std::mem::size_of::<qmon_conn_state>() {
+            return;
+        }
+        let mut st: qmon_conn_state =
+            // SAFETY: length checked; POD type.
+            unsafe { std::ptr::read_unaligned(val.as_ptr() as *const qmon_conn_state) };
+        st.flags |= match how {
+            Mute::Syscall => qmon_conn_flags::QMON_CONN_MUTE_SYSCALL.0,
+            Mute::All => qmon_conn_flags::QMON_CONN_MUTE_ALL.0,
+        };
+        // SAFETY: POD value type.
+        val.copy_from_slice(unsafe { as_bytes(&st) });
+        // Only if it still exists: never resurrect a closed connection.
+        let _ = self.conns.update(kb, &val, MapFlags::EXIST);
+    }
+
+    /// Forget every connection of an exited process (the kernel closed its
+    /// fds without close() calls we could see).
+    pub fn forget(&self, tgid: u32, fds: &[i32]) {
+        for &fd in fds {
+            let key = qmon_conn_key { tgid, fd };
+            // SAFETY: POD key.
+            let _ = self.conns.delete(unsafe { as_bytes(&key) });
+        }
+    }
+}
+
+/// View a plain-old-data value as bytes.
+///
+/// # Safety
+/// `T` must have no padding that is uninitialised in a way the reader cares
+/// about; used only for the #[repr(C)] types generated from qmon.h.
+unsafe fn as_bytes<T>(v: &T) -> &[u8] {
+    std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>())
+}
+
+/// A running capture.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<CaptureStats>,
+    pub control: ConnControl,
+    pub mode: AttachMode,
+    pub libs: Arc<Mutex<Vec<LibStatus>>>,
+}
+
+impl Capture {
+    /// Load, attach and start streaming events into `sink`. Returns once
+    /// everything that exists at start-up is attached.
+    pub fn start(
+        opts: CaptureOptions,
+        sink: SyncSender<CaptureEvent>,
+    ) -> Result<Capture, CaptureError> {
+        if !opts.ring_size.is_power_of_two() || !(4096..=1 << 30).contains(&opts.ring_size) {
+            return Err(CaptureError::RingSize(opts.ring_size));
+        }
+        if opts.max_chunks == 0 || opts.max_chunks > CHUNKS_HARD_MAX {
+            return Err(CaptureError::MaxChunks {
+                got: opts.max_chunks,
+            });
+        }
+        kernel::ensure_tracefs();
+        let features = Features::probe();
+        let problems = features.problems();
+        if let Some(first) = problems.into_iter().next() {
+            return Err(CaptureError::Unsupported(first));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(CaptureStats::default());
+        let libs = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = {
+            let stop = stop.clone();
+            let stats = stats.clone();
+            let libs = libs.clone();
+            std::thread::Builder::new()
+                .name("qmon-capture".into())
+                .spawn(move || run(opts, features, sink, stop, stats, libs, ready_tx))
+                .map_err(|e| CaptureError::Load(e.to_string()))?
+        };
+        let (mode, conns) = match ready_rx.recv() {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => return Err(CaptureError::ThreadGone),
+        };
+        Ok(Capture {
+            stop,
+            thread: Some(thread),
+            stats,
+            control: ConnControl {
+                conns: Arc::new(conns),
+            },
+            mode,
+            libs,
+        })
+    }
+
+    /// Detach everything and drain what is left in the ring buffer.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+type Ready = Result<(AttachMode, MapHandle), CaptureError>;
+
+/// Uprobe attachments, one set per library file.
+struct Uprobes<'a, 'o> {
+    skel: &'a qmon_bpf::QmonSkel<'o>,
+    attached: HashMap<FileId, Vec<Link>>,
+    /// Files inspected and found unusable, so they are not re-read.
+    rejected: HashSet<FileId>,
+    libs: Arc<Mutex<Vec<LibStatus>>>,
+    stats: Arc<CaptureStats>,
+}
+
+impl Uprobes<'_, '_> {
+    fn attach(&mut self, lib: &TlsLib) -> Option<LibStatus> {
+        if self.attached.contains_key(&lib.id) || self.rejected.contains(&lib.id) {
+            return None;
+        }
+        let mut status = LibStatus {
+            path: lib.path.clone(),
+            pid: lib.pid,
+            inode: lib.id.ino,
+            attached: Vec::new(),
+            skipped: None,
+        };
+        let symbols = match tls_libs::inspect(&lib.host_path) {
+            Inspection::Usable { symbols } => symbols,
+            Inspection::Skip { reason } => {
+                tracing::warn!(path = %lib.path, pid = lib.pid, "not attaching to TLS library: {reason}");
+                self.rejected.insert(lib.id.clone());
+                status.skipped = Some(reason);
+                self.record(status.clone());
+                return Some(status);
+            }
+        };
+        let progs = &self.skel.progs;
+        let mut links = Vec::new();
+        let mut failures = Vec::new();
+        for sym in &symbols {
+            let (entry, ret) = match *sym {
+                tls_libs::SSL_WRITE => (&progs.ssl_write_enter, true),
+                tls_libs::SSL_READ => (&progs.ssl_read_enter, true),
+                tls_libs::SSL_WRITE_EX => (&progs.ssl_write_ex_enter, true),
+                tls_libs::SSL_READ_EX => (&progs.ssl_read_ex_enter, true),
+                _ => (&progs.ssl_free_enter, false),
+            };
+            let one = |prog: &libbpf_rs::ProgramMut, retprobe: bool| {
+                prog.attach_uprobe_with_opts(
+                    -1,
+                    &lib.host_path,
+                    0,
+                    UprobeOpts {
+                        func_name: Some((*sym).to_string()),
+                        retprobe,
+                        ..Default::default()
+                    },
+                )
+            };
+            match one(entry, false) {
+                Ok(l) => links.push(l),
+                Err(e) => {
+                    failures.push(format!("{sym}: {e}"));
+                    continue;
+                }
+            }
+            if ret {
+                match one(&progs.ssl_rw_exit, true) {
+                    Ok(l) => links.push(l),
+                    Err(e) => failures.push(format!("{sym} (return): {e}")),
+                }
+            }
+            status.attached.push(sym);
+        }
+        if !failures.is_empty() {
+            // Logged once per library; capture goes on without it.
+            tracing::warn!(path = %lib.path, "some OpenSSL probes failed to attach: {}", failures.join("; "));
+        }
+        if links.is_empty() {
+            self.rejected.insert(lib.id.clone());
+            status.skipped = Some(failures.join("; "));
+        } else {
+            tracing::info!(path = %lib.path, pid = lib.pid, inode = lib.id.ino, functions = ?status.attached, "attached to TLS library");
+            self.attached.insert(lib.id.clone(), links);
+            self.stats
+                .libs_attached
+                .store(self.attached.len() as u64, Ordering::Relaxed);
+        }
+        self.record(status.clone());
+        Some(status)
+    }
+
+    fn record(&self, status: LibStatus) {
+        if let Ok(mut l) = self.libs.lock() {
+            l.push(status);
+        }
+    }
+}
+
+fn run(
+    opts: CaptureOptions,
+    features: Features,
+    sink: SyncSender<CaptureEvent>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<CaptureStats>,
+    libs: Arc<Mutex<Vec<LibStatus>>>,
+    ready: mpsc::Sender<Ready>,
+) {
+    let mut storage = MaybeUninit::uninit();
+    let skel = match load(&opts, &mut storage) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let conns = match MapHandle::try_from(&skel.maps.conns) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = ready.send(Err(CaptureError::Load(e.to_string())));
+            return;
+        }
+    };
+    let (mode, _socket_links) = match attach_socket_hooks(&skel, &features, opts.mode) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut proc_links = Vec::new();
+    for prog in [&skel.progs.proc_exec, &skel.progs.proc_exit] {
+        match prog.attach() {
+            Ok(l) => proc_links.push(l),
+            Err(e) => {
+                let _ = ready.send(Err(CaptureError::Attach {
+                    what: "process",
+                    err: e.to_string(),
+                }));
+                return;
+            }
+        }
+    }
+    for prog in [&skel.progs.lib_openat_enter, &skel.progs.lib_openat_exit] {
+        match prog.attach() {
+            Ok(l) => proc_links.push(l),
+            Err(e) => tracing::warn!(
+                "cannot watch library opens ({e}); libraries loaded after start-up are found only at exec"
+            ),
+        }
+    }
+
+    let mut uprobes = Uprobes {
+        skel: &skel,
+        attached: HashMap::new(),
+        rejected: HashSet::new(),
+        libs,
+        stats: stats.clone(),
+    };
+    for lib in tls_libs::scan_all() {
+        uprobes.attach(&lib);
+    }
+
+    // Requests to attach, raised while decoding; handled between polls so
+    // the ring buffer callback stays short.
+    let pending: RefCell<Vec<(u32, String)>> = RefCell::new(Vec::new());
+    let decoder = events::Decoder {
+        mono_to_unix_ns: kernel::monotonic_to_unix_offset_ns(),
+    };
+    let mut builder = libbpf_rs::RingBufferBuilder::new();
+    let added = builder.add(&skel.maps.events, |rec: &[u8]| {
+        stats.events.fetch_add(1, Ordering::Relaxed);
+        match decoder.decode(rec) {
+            Ok(ev) => {
+                match &ev {
+                    CaptureEvent::LibOpen { origin, path } => {
+                        pending.borrow_mut().push((origin.tgid, path.clone()))
+                    }
+                    CaptureEvent::Exec { origin, .. } => pending
+                        .borrow_mut()
+                        .push((origin.tgid, format!("/proc/{}/exe", origin.tgid))),
+                    _ => {}
+                }
+                // Blocking: if the pipeline falls behind, the ring buffer
+                // fills and the kernel counts what it drops.
+                if sink.send(ev).is_err() {
+                    return -1;
+                }
+            }
+            Err(e) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("undecodable ring buffer record: {e}");
+            }
+        }
+        0
+    });
+    let added = added.map(|_| ());
+    let ring = match added.and_then(|()| builder.build()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(CaptureError::Load(e.to_string())));
+            return;
+        }
+    };
+    tracing::info!(
+        mode = mode.as_str(),
+        kernel = %features.kernel_release,
+        ring_size = opts.ring_size,
+        "capturing: socket hooks attached with {}",
+        if mode == AttachMode::Kprobe { "kprobes" } else { "syscall tracepoints" }
+    );
+    stats
+        .ring_size
+        .store(opts.ring_size as u64, Ordering::Relaxed);
+    if ready.send(Ok((mode, conns))).is_err() {
+        return;
+    }
+
+    let mut last_stats = Instant::now();
+    let mut seen_exes: HashSet<FileId> = HashSet::new();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        // poll() returns on wake-up or timeout; consume() drains records that
+        // were submitted without a wake-up.
+        let _ = ring.poll(opts.poll_interval);
+        let _ = ring.consume();
+        let requests: Vec<(u32, String)> = pending.borrow_mut().drain(..).collect();
+        for (pid, path) in requests {
+            attach_new(&mut uprobes, &mut seen_exes, pid, &path);
+        }
+        if stopping || last_stats.elapsed() >= Duration::from_millis(500) {
+            read_stats(&skel, &stats);
+            last_stats = Instant::now();
+        }
+        if stopping {
+            break;
+        }
+    }
+    drop(ring);
+    tracing::info!("capture stopped; probes detached");
+}
+
+/// Attach to a library a process opened, or to its executable if it links
+/// OpenSSL statically.
+fn attach_new(uprobes: &mut Uprobes, seen_exes: &mut HashSet<FileId>, pid: u32, path: &str) {
+    if path.starts_with("/proc/") && path.ends_with("/exe") {
+        let Ok(target) = std::fs::read_link(path) else {
+            return;
+        };
+        let target = target.to_string_lossy().into_owned();
+        let Some(lib) = tls_libs::resolve(pid, &target) else {
+            return;
+        };
+        // Most executables are not OpenSSL: inspect each file once, quietly.
+        if !seen_exes.insert(lib.id.clone()) || uprobes.attached.contains_key(&lib.id) {
+            return;
+        }
+        if matches!(tls_libs::inspect(&lib.host_path), Inspection::Usable { .. }) {
+            uprobes.attach(&lib);
+        }
+        return;
+    }
+    if let Some(lib) = tls_libs::resolve(pid, path) {
+        uprobes.attach(&lib);
+    }
+}
+
+fn load<'o>(
+    opts: &CaptureOptions,
+    storage: &'o mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> Result<qmon_bpf::QmonSkel<'o>, CaptureError> {
+    let err = |e: libbpf_rs::Error| CaptureError::Load(e.to_string());
+    let mut open = QmonSkelBuilder::default().open(storage).map_err(err)?;
+    if let Some(ro) = open.maps.rodata_data.as_mut() {
+        ro.qmon_tgid = std::process::id();
+        ro.max_chunks = opts.max_chunks;
+        // Wake the daemon when an eighth of the ring is used; otherwise it
+        // drains on its poll interval.
+        ro.wakeup_bytes = (opts.ring_size / 8) as u64;
+        ro.capture_server = opts.capture_server;
+    }
+    open.maps
+        .events
+        .set_max_entries(opts.ring_size)
+        .map_err(err)?;
+    open.load().map_err(err)
+}
+
+fn attach_socket_hooks(
+    skel: &qmon_bpf::QmonSkel,
+    features: &Features,
+    forced: Option<AttachMode>,
+) -> Result<(AttachMode, Vec<Link>), CaptureError> {
+    let preferred = forced.unwrap_or_else(|| features.preferred_mode());
+    let try_mode = |mode: AttachMode| -> Result<Vec<Link>, String> {
+        let prefix = match mode {
+            AttachMode::Kprobe => "kp_",
+            AttachMode::Tracepoint => "tp_",
+        };
+        let mut links = Vec::new();
+        for prog in skel.object().progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            links.push(prog.attach().map_err(|e| format!("{name}: {e}"))?);
+        }
+        Ok(links)
+    };
+    match try_mode(preferred) {
+        Ok(links) => Ok((preferred, links)),
+        Err(e) if forced.is_none() && preferred == AttachMode::Kprobe => {
+            tracing::warn!("kprobes failed to attach ({e}); falling back to syscall tracepoints");
+            try_mode(AttachMode::Tracepoint)
+                .map(|l| (AttachMode::Tracepoint, l))
+                .map_err(|err| CaptureError::Attach {
+                    what: "socket",
+                    err,
+                })
+        }
+        Err(err) => Err(CaptureError::Attach {
+            what: "socket",
+            err,
+        }),
+    }
+}
+
+fn read_stats(skel: &qmon_bpf::QmonSkel, stats: &CaptureStats) {
+    let sum = |idx: qmon_stat| -> u64 {
+        let key = idx.0.to_ne_bytes();
+        match skel.maps.stats.lookup_percpu(&key, MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum(),
+            _ => 0,
+        }
+    };
+    let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+    set(&stats.lost_events, sum(qmon_stat::QMON_STAT_LOST_EVENTS));
+    set(&stats.lost_bytes, sum(qmon_stat::QMON_STAT_LOST_BYTES));
+    set(
+        &stats.truncated_bytes,
+        sum(qmon_stat::QMON_STAT_TRUNCATED_BYTES),
+    );
+    set(&stats.muted_calls, sum(qmon_stat::QMON_STAT_MUTED_CALLS));
+    set(&stats.args_dropped, sum(qmon_stat::QMON_STAT_ARGS_DROPPED));
+}
+
+/// A receiver paired with the capture, for callers that just want events.
+pub fn channel(bound: usize) -> (SyncSender<CaptureEvent>, Receiver<CaptureEvent>) {
+    mpsc::sync_channel(bound)
+}
