@@ -183,6 +183,9 @@ impl Capture {
                 got: opts.max_chunks,
             });
         }
+        // libbpf writes verifier logs and warnings to stderr; keep them for
+        // QMON_LOG=debug and give users one clear error line instead.
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_log)));
         kernel::ensure_tracefs();
         let features = Features::probe();
         let problems = features.problems();
@@ -238,6 +241,14 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        libbpf_rs::PrintLevel::Warn => tracing::debug!(target: "libbpf", "{msg}"),
+        _ => tracing::trace!(target: "libbpf", "{msg}"),
     }
 }
 
