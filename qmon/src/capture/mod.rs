@@ -7,10 +7,10 @@
 
 pub mod events;
 pub mod kernel;
+pub mod pause;
 pub mod procinfo;
 pub mod tls_libs;
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, UprobeOpts};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use qmon_bpf::types::{qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat};
 use qmon_bpf::QmonSkelBuilder;
 
@@ -265,8 +265,13 @@ struct Uprobes<'a, 'o> {
 }
 
 impl Uprobes<'_, '_> {
+    /// Attached already, or found unusable.
+    fn known(&self, id: &FileId) -> bool {
+        self.attached.contains_key(id) || self.rejected.contains(id)
+    }
+
     fn attach(&mut self, lib: &TlsLib) -> Option<LibStatus> {
-        if self.attached.contains_key(&lib.id) || self.rejected.contains(&lib.id) {
+        if self.known(&lib.id) {
             return None;
         }
         let mut status = LibStatus {
@@ -276,7 +281,18 @@ impl Uprobes<'_, '_> {
             attached: Vec::new(),
             skipped: None,
         };
-        let symbols = match tls_libs::inspect(&lib.host_path) {
+        // Keep the file open and attach through /proc/self/fd: the process
+        // that revealed the library may exit (taking /proc/PID/root with it)
+        // before every probe is attached.
+        let file = match std::fs::File::open(&lib.host_path) {
+            Ok(f) => f,
+            Err(e) => {
+                status.skipped = Some(format!("cannot open: {e}"));
+                self.record(status.clone());
+                return Some(status);
+            }
+        };
+        let symbols = match tls_libs::inspect_file(&file) {
             Inspection::Usable { symbols } => symbols,
             Inspection::Skip { reason } => {
                 tracing::warn!(path = %lib.path, pid = lib.pid, "not attaching to TLS library: {reason}");
@@ -286,10 +302,11 @@ impl Uprobes<'_, '_> {
                 return Some(status);
             }
         };
+        let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
         let progs = &self.skel.progs;
         let mut links = Vec::new();
         let mut failures = Vec::new();
-        for sym in &symbols {
+        for (sym, offset) in &symbols {
             let (entry, ret) = match *sym {
                 tls_libs::SSL_WRITE => (&progs.ssl_write_enter, true),
                 tls_libs::SSL_READ => (&progs.ssl_read_enter, true),
@@ -298,16 +315,7 @@ impl Uprobes<'_, '_> {
                 _ => (&progs.ssl_free_enter, false),
             };
             let one = |prog: &libbpf_rs::ProgramMut, retprobe: bool| {
-                prog.attach_uprobe_with_opts(
-                    -1,
-                    &lib.host_path,
-                    0,
-                    UprobeOpts {
-                        func_name: Some((*sym).to_string()),
-                        retprobe,
-                        ..Default::default()
-                    },
-                )
+                prog.attach_uprobe(retprobe, -1, &fd_path, *offset as usize)
             };
             match one(entry, false) {
                 Ok(l) => links.push(l),
@@ -358,6 +366,14 @@ fn run(
     libs: Arc<Mutex<Vec<LibStatus>>>,
     ready: mpsc::Sender<Ready>,
 ) {
+    // Attaching to a library a process just opened races that process's
+    // first SSL_write: run ahead of ordinary work so a busy host does not
+    // delay it. Best effort; the thread does little else.
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10);
+    }
     let mut storage = MaybeUninit::uninit();
     let skel = match load(&opts, &mut storage) {
         Ok(s) => s,
@@ -413,24 +429,28 @@ fn run(
         uprobes.attach(&lib);
     }
 
-    // Requests to attach, raised while decoding; handled between polls so
-    // the ring buffer callback stays short.
-    let pending: RefCell<Vec<(u32, String)>> = RefCell::new(Vec::new());
     let decoder = events::Decoder {
         mono_to_unix_ns: kernel::monotonic_to_unix_offset_ns(),
     };
+    let mut seen_exes: HashSet<FileId> = HashSet::new();
     let mut builder = libbpf_rs::RingBufferBuilder::new();
     let added = builder.add(&skel.maps.events, |rec: &[u8]| {
         stats.events.fetch_add(1, Ordering::Relaxed);
         match decoder.decode(rec) {
             Ok(ev) => {
+                // Attach right here, in event order: a process that just
+                // opened a new libssl copy may call SSL_write within
+                // milliseconds.
                 match &ev {
                     CaptureEvent::LibOpen { origin, path } => {
-                        pending.borrow_mut().push((origin.tgid, path.clone()))
+                        attach_new(&mut uprobes, &mut seen_exes, origin, path)
                     }
-                    CaptureEvent::Exec { origin, .. } => pending
-                        .borrow_mut()
-                        .push((origin.tgid, format!("/proc/{}/exe", origin.tgid))),
+                    CaptureEvent::Exec { origin, .. } => attach_new(
+                        &mut uprobes,
+                        &mut seen_exes,
+                        origin,
+                        &format!("/proc/{}/exe", origin.tgid),
+                    ),
                     _ => {}
                 }
                 // Blocking: if the pipeline falls behind, the ring buffer
@@ -446,8 +466,7 @@ fn run(
         }
         0
     });
-    let added = added.map(|_| ());
-    let ring = match added.and_then(|()| builder.build()) {
+    let ring = match added.map(|_| ()).and_then(|()| builder.build()) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(CaptureError::Load(e.to_string())));
@@ -469,17 +488,12 @@ fn run(
     }
 
     let mut last_stats = Instant::now();
-    let mut seen_exes: HashSet<FileId> = HashSet::new();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         // poll() returns on wake-up or timeout; consume() drains records that
         // were submitted without a wake-up.
         let _ = ring.poll(opts.poll_interval);
         let _ = ring.consume();
-        let requests: Vec<(u32, String)> = pending.borrow_mut().drain(..).collect();
-        for (pid, path) in requests {
-            attach_new(&mut uprobes, &mut seen_exes, pid, &path);
-        }
         if stopping || last_stats.elapsed() >= Duration::from_millis(500) {
             read_stats(&skel, &stats);
             last_stats = Instant::now();
@@ -493,28 +507,51 @@ fn run(
 }
 
 /// Attach to a library a process opened, or to its executable if it links
-/// OpenSSL statically.
-fn attach_new(uprobes: &mut Uprobes, seen_exes: &mut HashSet<FileId>, pid: u32, path: &str) {
-    if path.starts_with("/proc/") && path.ends_with("/exe") {
+/// OpenSSL statically. The thread that revealed it is held still meanwhile.
+fn attach_new(
+    uprobes: &mut Uprobes,
+    seen_exes: &mut HashSet<FileId>,
+    origin: &events::Origin,
+    path: &str,
+) {
+    let pid = origin.tgid;
+    let lib = if path.starts_with("/proc/") && path.ends_with("/exe") {
         let Ok(target) = std::fs::read_link(path) else {
             return;
         };
-        let target = target.to_string_lossy().into_owned();
-        let Some(lib) = tls_libs::resolve(pid, &target) else {
+        let Some(lib) = tls_libs::resolve(pid, &target.to_string_lossy()) else {
             return;
         };
         // Most executables are not OpenSSL: inspect each file once, quietly.
-        if !seen_exes.insert(lib.id.clone()) || uprobes.attached.contains_key(&lib.id) {
+        if !seen_exes.insert(lib.id.clone())
+            || !matches!(tls_libs::inspect(&lib.host_path), Inspection::Usable { .. })
+        {
             return;
         }
-        if matches!(tls_libs::inspect(&lib.host_path), Inspection::Usable { .. }) {
-            uprobes.attach(&lib);
+        lib
+    } else {
+        match tls_libs::resolve(pid, path) {
+            Some(lib) => lib,
+            None => return,
         }
+    };
+    if uprobes.known(&lib.id) {
         return;
     }
-    if let Some(lib) = tls_libs::resolve(pid, path) {
-        uprobes.attach(&lib);
+    let paused = pause::pause(origin.tid);
+    if uprobes.attach(&lib).is_some() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        tracing::debug!(
+            pid,
+            paused = paused.is_some(),
+            since_open_us = now.saturating_sub(origin.ts_ns) / 1000,
+            "attached a library first seen at run time"
+        );
     }
+    drop(paused);
 }
 
 fn load<'o>(

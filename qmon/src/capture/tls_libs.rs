@@ -41,13 +41,23 @@ pub struct TlsLib {
 /// What a library offers, once inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inspection {
-    /// Which of the probed functions it exports.
+    /// The probed functions it defines, with their file offsets (what a
+    /// uprobe attaches to).
     Usable {
-        symbols: Vec<&'static str>,
+        symbols: Vec<(&'static str, u64)>,
     },
     Skip {
         reason: String,
     },
+}
+
+impl Inspection {
+    pub fn names(&self) -> Vec<&'static str> {
+        match self {
+            Inspection::Usable { symbols } => symbols.iter().map(|(n, _)| *n).collect(),
+            Inspection::Skip { .. } => Vec::new(),
+        }
+    }
 }
 
 /// Is this file name an OpenSSL libssl (`libssl.so.3`, `libssl-abc123.so.1.1`)?
@@ -114,19 +124,21 @@ pub fn all_pids() -> Vec<u32> {
         .collect()
 }
 
-/// Which probed functions the ELF file exports (dynamic or static symbols).
+/// Which probed functions the ELF file defines (dynamic or static symbols).
 pub fn inspect(path: &Path) -> Inspection {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            return Inspection::Skip {
-                reason: format!("cannot open: {e}"),
-            }
-        }
-    };
+    match File::open(path) {
+        Ok(f) => inspect_file(&f),
+        Err(e) => Inspection::Skip {
+            reason: format!("cannot open: {e}"),
+        },
+    }
+}
+
+/// As [`inspect`], on an open file.
+pub fn inspect_file(file: &File) -> Inspection {
     // SAFETY: read-only private mapping; a concurrent truncation could fault,
     // which is the same risk every ELF reader (ld.so included) takes.
-    let map = match unsafe { memmap2::Mmap::map(&file) } {
+    let map = match unsafe { memmap2::Mmap::map(file) } {
         Ok(m) => m,
         Err(e) => {
             return Inspection::Skip {
@@ -143,27 +155,41 @@ pub fn inspect(path: &Path) -> Inspection {
         }
     };
     let wanted = [SSL_WRITE, SSL_READ, SSL_WRITE_EX, SSL_READ_EX, SSL_FREE];
-    let mut found: Vec<&'static str> = Vec::new();
+    let mut found: Vec<(&'static str, u64)> = Vec::new();
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
-        if sym.is_undefined() {
+        if sym.is_undefined() || sym.address() == 0 {
             continue;
         }
-        if let Ok(name) = sym.name() {
-            if let Some(w) = wanted.iter().find(|w| **w == name) {
-                if !found.contains(w) {
-                    found.push(w);
-                }
-            }
+        let Ok(name) = sym.name() else { continue };
+        let Some(w) = wanted.iter().find(|w| **w == name) else {
+            continue;
+        };
+        if found.iter().any(|(n, _)| n == w) {
+            continue;
+        }
+        if let Some(off) = file_offset(&obj, sym.address()) {
+            found.push((w, off));
         }
     }
-    if found.contains(&SSL_WRITE) && found.contains(&SSL_READ) {
-        found.sort_by_key(|s| wanted.iter().position(|w| w == s));
+    let has = |n: &str| found.iter().any(|(f, _)| *f == n);
+    if has(SSL_WRITE) && has(SSL_READ) {
+        found.sort_by_key(|(s, _)| wanted.iter().position(|w| w == s));
         Inspection::Usable { symbols: found }
     } else {
         Inspection::Skip {
             reason: "no SSL_write/SSL_read symbols (not OpenSSL, or stripped)".into(),
         }
     }
+}
+
+/// File offset of a virtual address, through the loadable segment holding it.
+fn file_offset(obj: &object::File, addr: u64) -> Option<u64> {
+    use object::ObjectSegment;
+    obj.segments().find_map(|seg| {
+        let (off, size) = seg.file_range();
+        let start = seg.address();
+        (addr >= start && addr - start < size).then(|| addr - start + off)
+    })
 }
 
 #[cfg(test)]
@@ -189,10 +215,15 @@ mod tests {
             panic!("libssl.so.3 not installed; the test suite's set-up installs it");
         };
         match inspect(Path::new(path)) {
-            Inspection::Usable { symbols } => {
+            i @ Inspection::Usable { .. } => {
+                let names = i.names();
                 for s in [SSL_WRITE, SSL_READ, SSL_WRITE_EX, SSL_READ_EX, SSL_FREE] {
-                    assert!(symbols.contains(&s), "{s} missing from {symbols:?}");
+                    assert!(names.contains(&s), "{s} missing from {names:?}");
                 }
+                let Inspection::Usable { symbols } = i else {
+                    unreachable!()
+                };
+                assert!(symbols.iter().all(|(_, off)| *off > 0));
             }
             other => panic!("unexpected {other:?}"),
         }

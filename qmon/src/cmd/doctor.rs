@@ -41,12 +41,12 @@ pub fn run(_args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     for lib in libs {
         match tls_libs::inspect(&lib.host_path) {
-            Inspection::Usable { symbols } => println!(
+            i @ Inspection::Usable { .. } => println!(
                 "  attach  {} (pid {}, inode {}): {}",
                 lib.path,
                 lib.pid,
                 lib.id.ino,
-                symbols.join(", ")
+                i.names().join(", ")
             ),
             Inspection::Skip { reason } => {
                 println!("  skip    {} (pid {}): {reason}", lib.path, lib.pid)
