@@ -413,7 +413,11 @@ fn parse_response_head(head: &[u8], max_headers: usize) -> RespHead {
 /// Chunk-size line (without `\n`): hex digits, optional `;ext`.
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let size = line.split(|&b| b == b';').next().unwrap_or(&[]).trim_ascii();
+    let size = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(&[])
+        .trim_ascii();
     if size.is_empty() {
         return None;
     }
@@ -433,7 +437,7 @@ fn body_advance(
     mut target: Option<(&mut Body, &mut Headers)>,
 ) -> (usize, BodyOutcome) {
     let mut off = 0;
-    let mut push = |bytes: &[u8], target: &mut Option<(&mut Body, &mut Headers)>| {
+    let push = |bytes: &[u8], target: &mut Option<(&mut Body, &mut Headers)>| {
         if let Some((body, _)) = target {
             body.push(bytes, limits.body_bytes);
         }
@@ -504,7 +508,10 @@ fn body_advance(
                         _ => return (off, BodyOutcome::Error("bad_chunk")),
                     },
                     Chunk::Trailers(buf) => {
-                        let room = limits.header_bytes.saturating_add(1).saturating_sub(buf.len());
+                        let room = limits
+                            .header_bytes
+                            .saturating_add(1)
+                            .saturating_sub(buf.len());
                         match find_head_end(buf, rest) {
                             Some(end) if end <= room => {
                                 buf.extend_from_slice(&rest[..end]);
@@ -590,7 +597,11 @@ fn match_status_line(rest: &[u8]) -> LineMatch {
         let Some(&b) = rest.get(i) else {
             return LineMatch::Maybe;
         };
-        let ok = if p == b'd' { b.is_ascii_digit() } else { b == p };
+        let ok = if p == b'd' {
+            b.is_ascii_digit()
+        } else {
+            b == p
+        };
         if !ok {
             return LineMatch::No;
         }
@@ -626,9 +637,7 @@ fn scan_for_start(buf: &[u8], line_start: bool, dir: Direction) -> Scan {
         };
         match m {
             LineMatch::Yes => return Scan::Found(p),
-            LineMatch::Maybe if nl.is_none() || dir == Direction::Ingress => {
-                return Scan::Maybe(p)
-            }
+            LineMatch::Maybe if nl.is_none() || dir == Direction::Ingress => return Scan::Maybe(p),
             _ => {}
         }
         match nl {
@@ -988,7 +997,12 @@ impl Http1Parser {
         self.ing.state = State::Head;
     }
 
-    fn on_response(&mut self, head: RespHead, ts: u64, out: &mut Vec<Exchange>) -> Option<UpgradeTo> {
+    fn on_response(
+        &mut self,
+        head: RespHead,
+        ts: u64,
+        out: &mut Vec<Exchange>,
+    ) -> Option<UpgradeTo> {
         let status = head.status.unwrap_or(0);
         if head.ok && (100..200).contains(&status) && status != 101 {
             // Interim response (100 Continue, 103 Early Hints): the final
@@ -1015,12 +1029,11 @@ impl Http1Parser {
             self.ing.state = State::Upgraded;
             self.eg.state = State::Upgraded;
             self.resp_first_ts = None;
-            let h2c = status == 101
-                && head
-                    .facts
-                    .upgrade
-                    .as_deref()
-                    .is_some_and(|u| u.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c")));
+            let h2c =
+                status == 101
+                    && head.facts.upgrade.as_deref().is_some_and(|u| {
+                        u.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c"))
+                    });
             if h2c {
                 self.upgrade_req = Some(p.ex);
                 return Some(UpgradeTo::H2c);
@@ -1112,8 +1125,7 @@ impl Http1Parser {
         }
         // Lost bytes where a request head was (or began): a request existed.
         if spill > 0 {
-            let partial = (!self.eg.head.is_empty())
-                .then(|| parse_request_head(&self.eg.head, 0));
+            let partial = (!self.eg.head.is_empty()).then(|| parse_request_head(&self.eg.head, 0));
             let p = self.placeholder(partial, CallError::DataLost, ts);
             self.push_pending(p, out);
             self.eg.resync(true);
