@@ -737,3 +737,59 @@ fn random_input_never_panics_and_stays_bounded() {
         p.close(2, &mut out);
     }
 }
+
+#[test]
+fn upgrade_index_is_right_after_resync() {
+    let chunk = b"tail of lost body\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\nXYZ";
+    let s = vec![
+        eg(b"GET /a HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n"),
+        Segment::Gap(Direction::Ingress, 5),
+        ing(chunk),
+    ];
+    let mut p = Http1Parser::new(ParserLimits::default());
+    let (out, progress) = fixture::replay(&mut p, &s);
+    let Progress::Upgrade { to, consumed } = progress else {
+        panic!("expected upgrade, got {progress:?} / {out:#?}");
+    };
+    assert_eq!(to, UpgradeTo::H2c);
+    assert_eq!(&chunk[consumed..], b"XYZ");
+    // The gap took /a's response start; the 101 found after resync is
+    // unpaired, so it is recorded as lost data, never as /a's answer.
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].error, Some(CallError::DataLost));
+    let up = p.take_upgrade_request().unwrap();
+    assert_eq!(up.status, Some(101));
+}
+
+#[test]
+fn bare_lf_line_endings_are_accepted() {
+    let s = vec![
+        eg(b"GET /lf HTTP/1.1\nHost: a\n\n"),
+        ing(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n0\nX-T: 1\n\n"),
+    ];
+    let (out, _) = run_with(ParserLimits::default(), &s);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].error, None);
+    assert_eq!(out[0].path.as_deref(), Some("/lf"));
+    assert_eq!(out[0].resp_body.captured, b"ok");
+    assert_eq!(out[0].resp_trailers, vec![("X-T".into(), "1".into())]);
+}
+
+#[test]
+fn connect_tunnel_is_an_upgrade() {
+    let s = vec![
+        eg(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+        ing(b"HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x01"),
+    ];
+    let (out, progress) = run_with(ParserLimits::default(), &s);
+    assert_eq!(
+        progress,
+        Progress::Upgrade {
+            to: UpgradeTo::Other,
+            consumed: 39
+        }
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].path.as_deref(), Some("example.com:443"));
+    assert_eq!(out[0].status, Some(200));
+}
