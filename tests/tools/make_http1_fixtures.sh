@@ -9,10 +9,20 @@ OUT=qmon/tests/fixtures/http1
 SRV=18181
 RLY=18180
 mkdir -p "$OUT"
+# Wait until something listens on port $1 (without connecting to it).
+wait_listen() {
+  for _ in $(seq 100); do
+    ss -ltn "sport = :$1" | grep -q LISTEN && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+
 python3 "$TOOL" serve --port $SRV &
 SRV_PID=$!
 trap 'kill $SRV_PID 2>/dev/null || true' EXIT
-sleep 0.5
+wait_listen $SRV
 U=http://127.0.0.1:$RLY
 
 # capture NAME COMMENT -- client command...
@@ -21,7 +31,7 @@ capture() {
   shift 3
   python3 "$TOOL" relay --listen $RLY --upstream $SRV --out "$OUT/$name.txt" --comment "$comment" &
   local rpid=$!
-  sleep 0.3
+  wait_listen $RLY
   "$@" >/dev/null 2>&1 || true
   wait $rpid
 }
@@ -51,3 +61,21 @@ capture h2c_upgrade "curl: HTTP/1.1 Upgrade to h2c answered 101" -- \
 capture keepalive_1k "curl: 3 GETs with 1 KiB bodies (bench input)" -- \
   curl -s $U/kb/1 $U/kb/1 $U/kb/1
 echo "fixtures written to $OUT"
+
+# A real server too: nginx gzips on the fly (chunked), then answers a
+# conditional GET with 304, on one keep-alive connection.
+NGX=/tmp/qmon-nginx
+mkdir -p $NGX/www
+seq 1 400 | sed 's/^/line /' > $NGX/www/data.txt
+nginx -c "$PWD/tests/tools/nginx_fixture.conf" &
+NGX_PID=$!
+trap 'kill $SRV_PID $NGX_PID 2>/dev/null || true' EXIT
+wait_listen 18182
+ETAG=$(curl -s -I http://127.0.0.1:18182/data.txt | tr -d '\r' | sed -n 's/^ETag: //Ip')
+python3 "$TOOL" relay --listen $RLY --upstream 18182 --out "$OUT/nginx_gzip_304.txt" \
+  --comment "curl to nginx: gzip (chunked) response, then 304 on keep-alive" &
+RPID=$!
+wait_listen $RLY
+curl -s --compressed $U/data.txt -o /dev/null --next -H "If-None-Match: $ETAG" $U/data.txt -o /dev/null
+wait $RPID
+echo "nginx fixture written"

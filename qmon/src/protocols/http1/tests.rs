@@ -27,6 +27,7 @@ const ALL: &[(&str, &[u8])] = &[
     ("gzip", fixture!("gzip")),
     ("close_delimited", fixture!("close_delimited")),
     ("h2c_upgrade", fixture!("h2c_upgrade")),
+    ("nginx_gzip_304", fixture!("nginx_gzip_304")),
 ];
 
 fn segs(bytes: &[u8]) -> Vec<Segment> {
@@ -792,4 +793,23 @@ fn connect_tunnel_is_an_upgrade() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].path.as_deref(), Some("example.com:443"));
     assert_eq!(out[0].status, Some(200));
+}
+
+#[test]
+fn nginx_chunked_gzip_then_304() {
+    let out = run(fixture!("nginx_gzip_304"));
+    assert_eq!(out.len(), 2);
+    for ex in &out {
+        clean(ex);
+        assert_eq!(ex.path.as_deref(), Some("/data.txt"));
+        assert_eq!(ex.resp_header("server"), Some("nginx/1.22.1"));
+    }
+    let gz = &out[0];
+    assert_eq!(gz.status, Some(200));
+    assert_eq!(gz.resp_header("transfer-encoding"), Some("chunked"));
+    assert_eq!(&gz.resp_body.captured[..3], b"\x1f\x8b\x08");
+    assert!(gz.resp_body.total > 100 && gz.resp_body.total < 1037);
+    assert_eq!(gz.resp_body.captured.len() as u64, gz.resp_body.total);
+    assert_eq!(out[1].status, Some(304));
+    assert_eq!(out[1].resp_body.total, 0);
 }
