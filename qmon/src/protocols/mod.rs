@@ -90,3 +90,4 @@ pub trait Parser: Send {
 
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
+pub mod http1;

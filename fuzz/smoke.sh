@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run every fuzz target for a bounded time; non-zero exit on any crash.
+# Usage: fuzz/smoke.sh            (FUZZ_SECONDS=30 per target by default)
+set -euo pipefail
+cd "$(dirname "$0")"
+SECS=${FUZZ_SECONDS:-30}
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz
+fi
+status=0
+for t in $(cargo +nightly fuzz list); do
+  mkdir -p "corpus/$t"
+  echo "== fuzz $t for ${SECS}s"
+  if ! cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048; then
+    echo "fuzz target $t FAILED (see fuzz/artifacts/$t)" >&2
+    status=1
+  fi
+done
+exit $status
