@@ -84,3 +84,5 @@ pub trait Parser: Send {
 
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
+mod hpack;
+pub mod http2;
