@@ -75,9 +75,12 @@ pub(crate) struct ListLimits {
     pub count: usize,
 }
 
+type Entry = (Box<[u8]>, Box<[u8]>);
+type Field<'a> = (&'a [u8], &'a [u8]);
+
 #[derive(Debug)]
 pub(crate) struct HpackDecoder {
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     size: usize,
     /// Current dynamic table size as set by the encoder (size updates).
     max_size: usize,
@@ -162,7 +165,7 @@ impl HpackDecoder {
 
     /// Resolve a 1-based HPACK index. `Ok(None)`: a dynamic entry we do not
     /// have (unknown state or evicted by our cap).
-    fn lookup(&self, index: usize) -> Result<Option<(&[u8], &[u8])>, HpackError> {
+    fn lookup(&self, index: usize) -> Result<Option<Field<'_>>, HpackError> {
         if index == 0 {
             return Err(HpackError::ZeroIndex);
         }

@@ -1458,3 +1458,7 @@ impl Parser for Http2Parser {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "http2_tests.rs"]
+mod tests;
