@@ -713,3 +713,129 @@ static HUFFMAN_CODE_TABLE: [(u32, u8); 257] = [
     (0x3ffffee, 26),
     (0x3fffffff, 30),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: ListLimits = ListLimits {
+        bytes: 1 << 20,
+        count: 1000,
+    };
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn decode(d: &mut HpackDecoder, b: &[u8]) -> (Vec<(String, String)>, BlockOutcome) {
+        let mut v = Vec::new();
+        let o = d
+            .decode(b, LIM, |n, x| {
+                v.push((
+                    String::from_utf8_lossy(n).into(),
+                    String::from_utf8_lossy(x).into(),
+                ))
+            })
+            .unwrap();
+        (v, o)
+    }
+
+    #[test]
+    fn rfc7541_c4_huffman_requests() {
+        let mut d = HpackDecoder::new(true);
+        let (h, _) = decode(&mut d, &hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"));
+        assert_eq!(h[3], (":authority".into(), "www.example.com".into()));
+        let (h, _) = decode(&mut d, &hex("828684be5886a8eb10649cbf"));
+        assert_eq!(h[3], (":authority".into(), "www.example.com".into()));
+        assert_eq!(h[4], ("cache-control".into(), "no-cache".into()));
+        let (h, _) = decode(
+            &mut d,
+            &hex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"),
+        );
+        assert_eq!(h[2], (":path".into(), "/index.html".into()));
+        assert_eq!(h[3], (":authority".into(), "www.example.com".into()));
+        assert_eq!(h[4], ("custom-key".into(), "custom-value".into()));
+    }
+
+    #[test]
+    fn unreliable_decoder_drops_only_dynamic_fields() {
+        let mut d = HpackDecoder::new(false);
+        // Second RFC request: `be` references the dynamic table.
+        let (h, o) = decode(&mut d, &hex("828684be5886a8eb10649cbf"));
+        assert_eq!(o.unresolved, 1);
+        assert_eq!(h.len(), 4);
+        assert!(h.iter().all(|(n, _)| n != ":authority"));
+    }
+
+    #[test]
+    fn round_trips_loona_encoder() {
+        let mut enc = loona_hpack::Encoder::new();
+        let mut d = HpackDecoder::new(true);
+        for i in 0..200u32 {
+            let v = format!("value-{}", i % 7);
+            let n = format!("x-name-{}", i % 11);
+            let list: Vec<(&[u8], &[u8])> = vec![
+                (b":method", b"GET"),
+                (n.as_bytes(), v.as_bytes()),
+                (b"x-const", b"same every time"),
+            ];
+            let b = enc.encode(list.iter().copied());
+            let (h, o) = decode(&mut d, &b);
+            assert_eq!(o, BlockOutcome::default());
+            let want: Vec<(String, String)> = list
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        String::from_utf8_lossy(n).into(),
+                        String::from_utf8_lossy(v).into(),
+                    )
+                })
+                .collect();
+            assert_eq!(h, want);
+        }
+    }
+
+    #[test]
+    fn integers_and_strings_are_bounded() {
+        assert_eq!(decode_int(&[0x1f, 0x9a, 0x0a], 5), Ok((1337, 3)));
+        assert!(decode_int(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 7).is_err());
+        assert!(decode_int(&[0x7f, 0x80], 7).is_err());
+        let mut d = HpackDecoder::new(true);
+        // Literal with a string length past the end.
+        assert_eq!(
+            d.decode(&[0x40, 0x7f, 0x10, b'a'], LIM, |_, _| {}),
+            Err(HpackError::String)
+        );
+        // EOS inside a Huffman string, and over-long padding.
+        assert_eq!(
+            d.decode(&[0x00, 0x84, 0xff, 0xff, 0xff, 0xff, 0x00], LIM, |_, _| {}),
+            Err(HpackError::Huffman)
+        );
+    }
+
+    #[test]
+    fn table_size_update_rules() {
+        let mut d = HpackDecoder::new(true);
+        assert_eq!(
+            d.decode(&[0x3f, 0xe1, 0x3f], LIM, |_, _| {}),
+            Err(HpackError::TableSizeTooLarge)
+        );
+        assert_eq!(
+            d.decode(&[0x82, 0x20], LIM, |_, _| {}),
+            Err(HpackError::SizeUpdatePosition)
+        );
+        d.set_allowed(8192);
+        assert!(d.decode(&[0x3f, 0xe1, 0x3f, 0x82], LIM, |_, _| {}).is_ok());
+        // Size 0 empties the table.
+        let mut d = HpackDecoder::new(true);
+        decode(
+            &mut d,
+            &hex("400a637573746f6d2d6b65790d637573746f6d2d686561646572"),
+        );
+        assert_eq!(decode(&mut d, &[0xbe]).1.unresolved, 0);
+        assert_eq!(decode(&mut d, &[0x20, 0xbe]).1.unresolved, 1);
+    }
+}
