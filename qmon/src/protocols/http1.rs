@@ -1215,6 +1215,10 @@ fn account_lost(body: &mut Body, lost: u64) {
 }
 
 impl Parser for Http1Parser {
+    fn take_upgrade_request(&mut self) -> Option<Exchange> {
+        Http1Parser::take_upgrade_request(self)
+    }
+
     fn data(
         &mut self,
         dir: Direction,

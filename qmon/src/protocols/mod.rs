@@ -91,3 +91,5 @@ pub trait Parser: Send {
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
 pub mod http1;
+mod hpack;
+pub mod http2;
