@@ -28,6 +28,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Capture outbound HTTP(S) calls and store them in SQLite.
+    Record(RecordArgs),
+    /// Run SQL over recorded calls (read-only).
+    Query(QueryArgs),
     /// Print raw captured connection events and bytes as JSON Lines.
     Trace(TraceArgs),
     /// Check kernel features, privileges and TLS libraries.
@@ -66,4 +70,64 @@ pub struct DoctorArgs {
     /// Database to check.
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// SQLite database file (created with mode 0600).
+    #[arg(long, default_value = qmon::sinks::store::DEFAULT_DB_PATH, value_name = "FILE")]
+    pub db: PathBuf,
+
+    /// Delete calls older than this, e.g. 7d, 12h, 30m.
+    #[arg(long, value_name = "AGE")]
+    pub retain: Option<String>,
+
+    /// Delete the oldest calls while the database is larger, e.g. 500MB, 2GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub max_db_size: Option<String>,
+
+    /// Store header values, query strings and bodies unredacted.
+    #[arg(long)]
+    pub no_redact: bool,
+
+    /// Also redact these header or query-parameter names (repeatable).
+    #[arg(long = "redact", value_name = "NAME")]
+    pub redact: Vec<String>,
+
+    /// Body bytes stored per direction per call.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub body_limit: usize,
+
+    /// Store no bodies at all (sizes are still recorded).
+    #[arg(long)]
+    pub no_bodies: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// SQLite database file written by `qmon record`.
+    #[arg(long, default_value = qmon::sinks::store::DEFAULT_DB_PATH, value_name = "FILE")]
+    pub db: PathBuf,
+
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+
+    /// SQL to run, e.g. "SELECT host, count(*) FROM calls GROUP BY host".
+    pub sql: String,
 }

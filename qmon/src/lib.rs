@@ -8,4 +8,8 @@
 
 pub mod calls;
 pub mod capture;
+pub mod connections;
+pub mod pipeline;
 pub mod protocols;
+pub mod query;
+pub mod sinks;

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
+        cli::Command::Record(a) => cmd::record::run(a),
+        cli::Command::Query(a) => cmd::query::run(a),
         cli::Command::Trace(a) => cmd::trace::run(a),
         cli::Command::Doctor(a) => cmd::doctor::run(a),
     };

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod doctor;
+pub mod query;
+pub mod record;
 pub mod trace;
 
 use std::sync::atomic::AtomicBool;
@@ -8,7 +10,11 @@ use std::sync::Arc;
 
 use qmon::capture::{AttachMode, CaptureOptions};
 
-use crate::cli::{AttachModeArg, CaptureArgs};
+use anyhow::Context;
+use qmon::calls::redact::Redactor;
+use qmon::sinks::store::{limits, Retention, StoreOptions};
+
+use crate::cli::{AttachModeArg, CaptureArgs, StoreArgs};
 
 /// Set on SIGINT or SIGTERM.
 pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -34,4 +40,25 @@ pub fn capture_options(a: &CaptureArgs) -> CaptureOptions {
 /// Printed on stderr once capture is attached; scripts and tests wait for it.
 pub fn announce_ready() {
     eprintln!("qmon: ready");
+}
+
+pub fn store_options(a: &StoreArgs) -> anyhow::Result<StoreOptions> {
+    let mut retention = Retention::default();
+    if let Some(age) = &a.retain {
+        retention.max_age = Some(limits::parse_age(age).context("--retain")?);
+    }
+    if let Some(size) = &a.max_db_size {
+        retention.max_db_size = Some(limits::parse_size(size).context("--max-db-size")?);
+    }
+    let redactor = if a.no_redact {
+        Redactor::disabled()
+    } else {
+        Redactor::with_extra_names(a.redact.iter().cloned())
+    };
+    Ok(StoreOptions {
+        redactor,
+        body_limit: if a.no_bodies { 0 } else { a.body_limit },
+        retention,
+        ..StoreOptions::default()
+    })
 }
