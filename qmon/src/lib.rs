@@ -8,3 +8,5 @@
 
 pub mod calls;
 pub mod protocols;
+pub mod query;
+pub mod sinks;
