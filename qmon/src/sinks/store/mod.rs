@@ -473,4 +473,4 @@ fn secure_files(path: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
