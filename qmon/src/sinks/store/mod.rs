@@ -437,7 +437,11 @@ fn open_rw(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError
     };
     let conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(busy_timeout).map_err(open_err)?;
-    // Must precede the first table; a no-op on an existing database.
+    // Both must precede the first table; no-ops on an existing database.
+    // 16 KiB pages pack several ~2 KiB call rows per page (4 KiB pages fit
+    // one, wasting ~40% of the file).
+    conn.pragma_update(None, "page_size", 16384)
+        .map_err(open_err)?;
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
         .map_err(open_err)?;
     let mode: String = conn
