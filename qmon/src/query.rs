@@ -419,4 +419,33 @@ id  name                score  data
         h.send(crate::sinks::store::tests::sample_call(99, 5000));
         assert_eq!(store.flush_and_close().unwrap().written, 21);
     }
+
+    #[test]
+    fn readme_queries_run() {
+        use crate::sinks::store::{Store, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        for i in 0..10 {
+            store
+                .handle()
+                .send(crate::sinks::store::tests::sample_call(i, 1000 + i));
+        }
+        store.flush_and_close().unwrap();
+        let readme = include_str!("../../schema/README.md");
+        let mut ran = 0;
+        for block in readme.split("```sql").skip(1) {
+            let block = block.split("```").next().unwrap();
+            for sql in block
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && !s.starts_with("--"))
+            {
+                run(&path, Format::Csv, sql, &mut Vec::new())
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                ran += 1;
+            }
+        }
+        assert!(ran >= 8, "{ran}");
+    }
 }
