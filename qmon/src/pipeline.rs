@@ -58,7 +58,11 @@ pub fn run(
 
 /// After capture stopped: process what is still queued, then flush every
 /// connection (pending requests become incomplete calls).
-pub fn drain(rx: &Receiver<CaptureEvent>, table: &mut ConnTable, mut on_calls: impl FnMut(&mut Vec<Call>)) {
+pub fn drain(
+    rx: &Receiver<CaptureEvent>,
+    table: &mut ConnTable,
+    mut on_calls: impl FnMut(&mut Vec<Call>),
+) {
     let mut calls = Vec::new();
     while let Ok(ev) = rx.try_recv() {
         table.on_event(ev, &mut calls);

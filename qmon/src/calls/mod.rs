@@ -6,6 +6,10 @@
 
 use std::net::SocketAddr;
 
+pub mod body;
+pub mod redact;
+pub mod route;
+
 /// Ordered header list; names as seen on the wire (HTTP/2: lowercase).
 /// Values are lossy UTF-8 so they can be stored as JSON text.
 pub type Headers = Vec<(String, String)>;

@@ -47,7 +47,9 @@ struct ConnKey {
 
 enum State {
     /// Not decided yet: first bytes of each direction.
-    Detecting { held: [Vec<u8>; 2] },
+    Detecting {
+        held: [Vec<u8>; 2],
+    },
     Parsing(Box<dyn Parser>),
     /// Not HTTP, or server-side: nothing more is parsed.
     Ignored,
@@ -140,7 +142,15 @@ impl ConnTable {
                 self.make_room(calls);
                 self.conns.insert(
                     key,
-                    Conn::new(origin.tgid, origin.fd, origin.conn_id, role, remote, comm, origin.ts_ns),
+                    Conn::new(
+                        origin.tgid,
+                        origin.fd,
+                        origin.conn_id,
+                        role,
+                        remote,
+                        comm,
+                        origin.ts_ns,
+                    ),
                 );
             }
             CaptureEvent::ConnClose { origin } => {
@@ -252,11 +262,7 @@ impl ConnTable {
         let mut gap = 0u64;
         if let Some(p) = pos {
             match conn.next_pos[d] {
-                None => {
-                    if p > 0 {
-                        conn.mid = true;
-                    }
-                }
+                None if p > 0 => conn.mid = true,
                 Some(expected) if p > expected => gap = p - expected,
                 Some(expected) if p < expected => {
                     // Overlap: skip what was already seen.
@@ -301,7 +307,9 @@ impl ConnTable {
                 }
                 Detected::Http2MidStream => {
                     self.stats.http2_conns += 1;
-                    Some(State::Parsing(Box::new(Http2Parser::mid_connection(limits))))
+                    Some(State::Parsing(Box::new(Http2Parser::mid_connection(
+                        limits,
+                    ))))
                 }
                 Detected::ServerSide => {
                     self.stats.server_conns += 1;
@@ -325,7 +333,10 @@ impl ConnTable {
                     // its response.
                     let held = std::mem::take(held);
                     let mut progress = Progress::Continue;
-                    for (i, dir) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
+                    for (i, dir) in [Direction::Egress, Direction::Ingress]
+                        .into_iter()
+                        .enumerate()
+                    {
                         if !held[i].is_empty() && progress == Progress::Continue {
                             progress = parser.data(dir, ts, &held[i], &mut self.out);
                         }

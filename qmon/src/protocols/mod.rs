@@ -90,6 +90,6 @@ pub trait Parser: Send {
 
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
-pub mod http1;
 mod hpack;
+pub mod http1;
 pub mod http2;

@@ -1,0 +1,430 @@
+//! Redaction of secrets before a call is stored. On by default.
+//!
+//! A redacted value becomes `[REDACTED:<len>]`, `<len>` being the original
+//! value's length in bytes, so "was a credential sent, and how big" stays
+//! answerable. `Authorization`/`Proxy-Authorization` keep their scheme:
+//! `Bearer [REDACTED:3]`.
+//!
+//! Redacted: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
+//! every header and query parameter whose name looks like a credential
+//! (key, token, secret, password, session, signature, credential, …), any
+//! extra names configured, and `user:password@` in authorities.
+
+use super::{Exchange, Headers};
+
+/// Headers always redacted, whatever their value looks like.
+const ALWAYS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Names containing one of these (after lowercasing) are credentials.
+const SUBSTRINGS: &[&str] = &[
+    "token",
+    "secret",
+    "passw",
+    "passwd",
+    "session",
+    "sessid",
+    "signature",
+    "credential",
+    "apikey",
+    "api-key",
+    "api_key",
+    "private-key",
+    "private_key",
+    "auth-key",
+];
+
+/// Names with one of these as a whole `-`/`_`/`.`-separated word.
+const WORDS: &[&str] = &[
+    "key", "pwd", "pass", "sig", "auth", "jwt", "sid", "csrf", "xsrf",
+];
+
+/// Names that match the rules above but are not secrets and help debugging.
+const NOT_SECRET: &[&str] = &["idempotency-key", "x-idempotency-key", "keep-alive"];
+
+/// What to redact. `Redactor::default()` is what `qmon record` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redactor {
+    enabled: bool,
+    /// Extra header / query parameter names (lowercase), matched exactly.
+    extra: Vec<String>,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Redactor {
+    /// Redaction on, built-in rules only.
+    pub fn new() -> Self {
+        Self {
+            enabled: true,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Redaction on, plus these names (headers or query parameters, any case).
+    pub fn with_extra_names<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self {
+            enabled: true,
+            extra: names
+                .into_iter()
+                .map(|n| n.as_ref().trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Nothing is redacted (`--no-redact`).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether a header or query parameter of this name is redacted.
+    pub fn is_sensitive(&self, name: &str) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let lower = name.trim().to_ascii_lowercase();
+        if self.extra.contains(&lower) {
+            return true;
+        }
+        if ALWAYS.contains(&lower.as_str()) {
+            return true;
+        }
+        if NOT_SECRET.contains(&lower.as_str()) {
+            return false;
+        }
+        if SUBSTRINGS.iter().any(|s| lower.contains(s)) {
+            return true;
+        }
+        lower
+            .split(['-', '_', '.', '[', ']'])
+            .any(|w| WORDS.contains(&w))
+    }
+
+    /// Redact every call field that can carry a secret: headers, trailers,
+    /// the path's query string, and userinfo in the authority.
+    pub fn redact_exchange(&self, ex: &mut Exchange) {
+        if !self.enabled {
+            return;
+        }
+        self.redact_headers(&mut ex.req_headers);
+        self.redact_headers(&mut ex.resp_headers);
+        self.redact_headers(&mut ex.req_trailers);
+        self.redact_headers(&mut ex.resp_trailers);
+        if let Some(path) = &ex.path {
+            ex.path = Some(self.redact_path(path));
+        }
+        if let Some(auth) = &ex.authority {
+            ex.authority = Some(redact_userinfo(auth));
+        }
+    }
+
+    pub fn redact_headers(&self, headers: &mut Headers) {
+        if !self.enabled {
+            return;
+        }
+        for (name, value) in headers.iter_mut() {
+            if !self.is_sensitive(name) || is_redacted(value) {
+                continue;
+            }
+            let lower = name.to_ascii_lowercase();
+            *value = if lower == "authorization" || lower == "proxy-authorization" {
+                redact_keep_scheme(value)
+            } else {
+                redacted(value.len())
+            };
+        }
+    }
+
+    /// Redact sensitive query parameter values (and userinfo of an
+    /// absolute-form target). The fragment, if any, is kept as is.
+    pub fn redact_path(&self, path: &str) -> String {
+        if !self.enabled {
+            return path.to_string();
+        }
+        let path = if path.contains("://") {
+            redact_userinfo_in_url(path)
+        } else {
+            path.to_string()
+        };
+        let Some(q) = path.find('?') else {
+            return path;
+        };
+        let (base, rest) = path.split_at(q + 1);
+        let (query, fragment) = match rest.find('#') {
+            Some(f) => rest.split_at(f),
+            None => (rest, ""),
+        };
+        let mut out = String::with_capacity(path.len());
+        out.push_str(base);
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((name, value)) if self.is_sensitive(&percent_decode_name(name)) => {
+                    out.push_str(name);
+                    out.push('=');
+                    out.push_str(&redacted(value.len()));
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        out.push_str(fragment);
+        out
+    }
+}
+
+/// Already redacted (redaction is idempotent).
+fn is_redacted(value: &str) -> bool {
+    value.ends_with(']') && value.contains("[REDACTED:")
+}
+
+fn redacted(len: usize) -> String {
+    format!("[REDACTED:{len}]")
+}
+
+/// `Bearer abc` → `Bearer [REDACTED:3]`; a value without a scheme is
+/// redacted whole.
+fn redact_keep_scheme(value: &str) -> String {
+    let trimmed = value.trim_start();
+    match trimmed.split_once(' ') {
+        Some((scheme, cred))
+            if !scheme.is_empty()
+                && scheme.len() <= 32
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            let cred = cred.trim_start();
+            format!("{scheme} {}", redacted(cred.len()))
+        }
+        _ => redacted(value.len()),
+    }
+}
+
+/// `user:pw@host:443` → `user:[REDACTED:2]@host:443`.
+fn redact_userinfo(authority: &str) -> String {
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, pw)) => format!("{user}:{}@{host}", redacted(pw.len())),
+            None => format!("{}@{host}", redacted(userinfo.len())),
+        },
+        None => authority.to_string(),
+    }
+}
+
+fn redact_userinfo_in_url(url: &str) -> String {
+    let Some(i) = url.find("://") else {
+        return url.to_string();
+    };
+    let start = i + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |e| start + e);
+    let authority = &url[start..end];
+    if !authority.contains('@') {
+        return url.to_string();
+    }
+    format!(
+        "{}{}{}",
+        &url[..start],
+        redact_userinfo(authority),
+        &url[end..]
+    )
+}
+
+/// Decode `%XX` in a query parameter name (`api%5Fkey`), lossily.
+fn percent_decode_name(name: &str) -> String {
+    if !name.contains('%') && !name.contains('+') {
+        return name.to_string();
+    }
+    let b = name.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::Protocol;
+
+    fn h(pairs: &[(&str, &str)]) -> Headers {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn sensitive_names() {
+        let r = Redactor::new();
+        for n in [
+            "Authorization",
+            "proxy-authorization",
+            "Cookie",
+            "Set-Cookie",
+            "x-api-key",
+            "X-API-Key",
+            "api_key",
+            "apikey",
+            "access_token",
+            "X-Amz-Signature",
+            "X-Amz-Security-Token",
+            "X-Amz-Credential",
+            "client_secret",
+            "passwd",
+            "password",
+            "x-session-id",
+            "PHPSESSID",
+            "sig",
+            "x-auth-token",
+            "x-csrf-token",
+            "key",
+            "private_key",
+            "pwd",
+        ] {
+            assert!(r.is_sensitive(n), "{n} should be sensitive");
+        }
+        for n in [
+            "content-type",
+            "accept",
+            ":authority",
+            "host",
+            "keep-alive",
+            "idempotency-key",
+            "x-request-id",
+            "user-agent",
+            "page",
+            "q",
+            "monkey",
+        ] {
+            assert!(!r.is_sensitive(n), "{n} should not be sensitive");
+        }
+    }
+
+    #[test]
+    fn headers_keep_length_and_scheme() {
+        let r = Redactor::new();
+        let mut hs = h(&[
+            ("Authorization", "Bearer xyz"),
+            ("Proxy-Authorization", "Basic dXNlcjpwdw=="),
+            ("authorization", "opaque-no-scheme"),
+            ("Cookie", "a=1; b=2"),
+            ("x-api-key", "k-123456"),
+            ("Content-Type", "application/json"),
+        ]);
+        r.redact_headers(&mut hs);
+        assert_eq!(hs[0].1, "Bearer [REDACTED:3]");
+        assert_eq!(hs[1].1, "Basic [REDACTED:12]");
+        assert_eq!(hs[2].1, "[REDACTED:16]");
+        assert_eq!(hs[3].1, "[REDACTED:8]");
+        assert_eq!(hs[4].1, "[REDACTED:8]");
+        assert_eq!(hs[5].1, "application/json");
+        // Idempotent.
+        let before = hs.clone();
+        r.redact_headers(&mut hs);
+        assert_eq!(hs, before);
+    }
+
+    #[test]
+    fn query_parameters() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact_path("/x?api_key=abcd&page=2&access_token=t0k#frag"),
+            "/x?api_key=[REDACTED:4]&page=2&access_token=[REDACTED:3]#frag"
+        );
+        assert_eq!(
+            r.redact_path("/b/k?X-Amz-Algorithm=AWS4&X-Amz-Signature=ff00ff&X-Amz-Expires=60"),
+            "/b/k?X-Amz-Algorithm=AWS4&X-Amz-Signature=[REDACTED:6]&X-Amz-Expires=60"
+        );
+        assert_eq!(
+            r.redact_path("/x?api%5Fkey=s3cr3t"),
+            "/x?api%5Fkey=[REDACTED:6]"
+        );
+        assert_eq!(r.redact_path("/x?flag&q=1"), "/x?flag&q=1");
+        assert_eq!(r.redact_path("/plain/path"), "/plain/path");
+        assert_eq!(r.redact_path("/x?password="), "/x?password=[REDACTED:0]");
+        assert_eq!(
+            r.redact_path("http://u:pw@proxy.example/x?q=1"),
+            "http://u:[REDACTED:2]@proxy.example/x?q=1"
+        );
+    }
+
+    #[test]
+    fn extra_names_and_disabled() {
+        let r = Redactor::with_extra_names(["X-Tenant", "customer"]);
+        assert!(r.is_sensitive("x-tenant"));
+        assert_eq!(
+            r.redact_path("/a?customer=acme"),
+            "/a?customer=[REDACTED:4]"
+        );
+
+        let off = Redactor::disabled();
+        assert!(!off.is_sensitive("Authorization"));
+        let mut hs = h(&[("Authorization", "Bearer xyz")]);
+        off.redact_headers(&mut hs);
+        assert_eq!(hs[0].1, "Bearer xyz");
+        assert_eq!(off.redact_path("/a?token=1"), "/a?token=1");
+    }
+
+    #[test]
+    fn whole_exchange() {
+        let r = Redactor::new();
+        let mut ex = Exchange::new(Protocol::Http2);
+        ex.authority = Some("user:secret@api.example.com".into());
+        ex.path = Some("/v1?token=abc".into());
+        ex.req_headers = h(&[("authorization", "Bearer abc")]);
+        ex.resp_headers = h(&[("set-cookie", "sid=1; HttpOnly")]);
+        ex.resp_trailers = h(&[("x-session-token", "zz")]);
+        ex.req_trailers = h(&[("grpc-status", "0")]);
+        r.redact_exchange(&mut ex);
+        assert_eq!(
+            ex.authority.as_deref(),
+            Some("user:[REDACTED:6]@api.example.com")
+        );
+        assert_eq!(ex.path.as_deref(), Some("/v1?token=[REDACTED:3]"));
+        assert_eq!(ex.req_headers[0].1, "Bearer [REDACTED:3]");
+        assert_eq!(ex.resp_headers[0].1, "[REDACTED:15]");
+        assert_eq!(ex.resp_trailers[0].1, "[REDACTED:2]");
+        assert_eq!(ex.req_trailers[0].1, "0");
+    }
+}

@@ -1,0 +1,3 @@
+//! Consumers of [`crate::calls::Call`]s.
+
+pub mod store;

@@ -1,0 +1,139 @@
+//! A [`Call`] turned into the values of one `call_records` row.
+
+use rusqlite::types::Value;
+use serde_json::{Map, Value as Json};
+
+use super::StoreOptions;
+use crate::calls::body::decode_for_storage_with_limit;
+use crate::calls::{header, Body, Call, Headers};
+
+/// Identity of a `processes` row.
+pub(super) type ProcessKey = (u32, String, Option<String>, Option<String>, Option<String>);
+
+pub(super) struct Row {
+    pub process: ProcessKey,
+    pub values: Vec<Value>,
+}
+
+/// Column list matching [`Row::values`] (after `process_id`).
+pub(super) const INSERT_SQL: &str = "INSERT INTO call_records (
+    process_id, started_at, conn_id, remote_addr, tls, tls_lib, protocol, stream_id,
+    method, scheme, authority, host, port, path, route, status, grpc_status, grpc_message,
+    req_headers, resp_headers, req_trailers, resp_trailers,
+    req_body, resp_body, req_body_decoded, resp_body_decoded,
+    req_body_truncated, resp_body_truncated, req_bytes, resp_bytes,
+    req_last_ns, resp_first_ns, resp_last_ns, error
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
+
+fn text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, |s| Value::Text(s.to_string()))
+}
+
+fn int(v: Option<u64>) -> Value {
+    v.map_or(Value::Null, |v| Value::Integer(super::to_i64(v)))
+}
+
+/// Headers as a JSON object: lowercase names; repeated headers joined with
+/// `", "`, except `set-cookie`, joined with `"\n"`.
+pub(crate) fn headers_json(headers: &Headers) -> String {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        let sep = if name == "set-cookie" { "\n" } else { ", " };
+        match map.get_mut(&name) {
+            Some(Json::String(existing)) => {
+                existing.push_str(sep);
+                existing.push_str(value);
+            }
+            _ => {
+                map.insert(name, Json::String(value.clone()));
+            }
+        }
+    }
+    Json::Object(map).to_string()
+}
+
+/// Body value: NULL when nothing was captured, TEXT when UTF-8 (so
+/// `json_extract` works on it), else BLOB. Returns (value, decoded, truncated).
+fn body_value(body: &Body, headers: &Headers, limit: usize) -> (Value, bool, bool) {
+    if body.captured.is_empty() {
+        return (Value::Null, false, body.truncated);
+    }
+    let stored = decode_for_storage_with_limit(
+        body,
+        header(headers, "content-encoding"),
+        header(headers, "content-type"),
+        limit.saturating_mul(4),
+    );
+    let mut bytes = stored.bytes;
+    let mut truncated = body.truncated || stored.partial;
+    if !stored.decoded && bytes.len() > limit {
+        bytes.truncate(limit);
+        truncated = true;
+    }
+    let value = match String::from_utf8(bytes) {
+        Ok(s) => Value::Text(s),
+        Err(e) => Value::Blob(e.into_bytes()),
+    };
+    (value, stored.decoded, truncated)
+}
+
+pub(super) fn make_row(mut call: Call, opts: &StoreOptions) -> Row {
+    opts.redactor.redact_exchange(&mut call.exchange);
+    let p = call.process;
+    let ex = &call.exchange;
+    let (req_body, req_dec, req_trunc) = body_value(&ex.req_body, &ex.req_headers, opts.body_limit);
+    let (resp_body, resp_dec, resp_trunc) =
+        body_value(&ex.resp_body, &ex.resp_headers, opts.body_limit);
+    let trailers = |h: &Headers| {
+        if h.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(headers_json(h))
+        }
+    };
+    let grpc = ex.grpc.as_ref();
+    let values = vec![
+        Value::Integer(super::to_i64(ex.timing.req_first_ns)),
+        Value::Integer(super::to_i64(call.conn.conn_id)),
+        call.conn
+            .remote
+            .map_or(Value::Null, |a| Value::Text(a.to_string())),
+        Value::Integer(call.conn.tls.into()),
+        text(call.conn.tls_lib.as_deref()),
+        Value::Text(ex.protocol.as_str().into()),
+        int(ex.stream_id.map(u64::from)),
+        text(ex.method.as_deref()),
+        text(ex.scheme.as_deref()),
+        text(ex.authority.as_deref()),
+        Value::Text(call.host.clone()),
+        int(call.port.map(u64::from)),
+        text(ex.path.as_deref()),
+        text(call.route.as_deref()),
+        int(ex.status.map(u64::from)),
+        grpc.and_then(|g| g.status)
+            .map_or(Value::Null, |s| Value::Integer(s.into())),
+        text(grpc.and_then(|g| g.message.as_deref())),
+        Value::Text(headers_json(&ex.req_headers)),
+        Value::Text(headers_json(&ex.resp_headers)),
+        trailers(&ex.req_trailers),
+        trailers(&ex.resp_trailers),
+        req_body,
+        resp_body,
+        Value::Integer(req_dec.into()),
+        Value::Integer(resp_dec.into()),
+        Value::Integer(req_trunc.into()),
+        Value::Integer(resp_trunc.into()),
+        Value::Integer(super::to_i64(ex.req_body.total)),
+        Value::Integer(super::to_i64(ex.resp_body.total)),
+        int(Some(ex.timing.req_last_ns).filter(|&t| t != 0)),
+        int(ex.timing.resp_first_ns),
+        int(ex.timing.resp_last_ns),
+        text(ex.error.as_ref().map(|e| e.as_text()).as_deref()),
+    ];
+    Row {
+        process: (p.pid, p.comm, p.exe, p.cmdline, p.container_id),
+        values,
+    }
+}
