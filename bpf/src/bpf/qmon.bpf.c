@@ -22,6 +22,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define O_ACCMODE 00000003
+#define O_CREAT 00000100
+#define O_TRUNC 00001000
 
 /* Set by the daemon before load. */
 const volatile __u32 qmon_tgid = 0;
@@ -858,6 +861,10 @@ int lib_openat_enter(tp_enter_t *ctx)
 	struct qmon_proc_event *p;
 
 	if (is_self(id))
+		return 0;
+	/* Loaders open libraries read-only; a copy being written (cp, package
+	 * managers) is not a library yet. */
+	if (ctx->args[2] & (O_ACCMODE | O_CREAT | O_TRUNC))
 		return 0;
 	p = proc_scratch_get();
 	if (!p)

@@ -26,7 +26,7 @@ use qmon_bpf::QmonSkelBuilder;
 
 pub use events::{CaptureEvent, Role, Source};
 pub use kernel::{AttachMode, Features};
-use tls_libs::{FileId, Inspection, TlsLib};
+use tls_libs::{FileId, FileVersion, Inspection, TlsLib};
 
 /// Largest payload carried by one data event (from qmon.h).
 pub const CHUNK_MAX: u32 = qmon_const::QMON_CHUNK_MAX.0;
@@ -258,20 +258,20 @@ type Ready = Result<(AttachMode, MapHandle), CaptureError>;
 struct Uprobes<'a, 'o> {
     skel: &'a qmon_bpf::QmonSkel<'o>,
     attached: HashMap<FileId, Vec<Link>>,
-    /// Files inspected and found unusable, so they are not re-read.
-    rejected: HashSet<FileId>,
+    /// File versions inspected and found unusable, so they are not re-read.
+    rejected: HashSet<FileVersion>,
     libs: Arc<Mutex<Vec<LibStatus>>>,
     stats: Arc<CaptureStats>,
 }
 
 impl Uprobes<'_, '_> {
-    /// Attached already, or found unusable.
-    fn known(&self, id: &FileId) -> bool {
-        self.attached.contains_key(id) || self.rejected.contains(id)
+    /// Attached already, or this version found unusable.
+    fn known(&self, lib: &TlsLib) -> bool {
+        self.attached.contains_key(&lib.id) || self.rejected.contains(&lib.version)
     }
 
     fn attach(&mut self, lib: &TlsLib) -> Option<LibStatus> {
-        if self.known(&lib.id) {
+        if self.known(lib) {
             return None;
         }
         let mut status = LibStatus {
@@ -296,7 +296,7 @@ impl Uprobes<'_, '_> {
             Inspection::Usable { symbols } => symbols,
             Inspection::Skip { reason } => {
                 tracing::warn!(path = %lib.path, pid = lib.pid, "not attaching to TLS library: {reason}");
-                self.rejected.insert(lib.id.clone());
+                self.rejected.insert(lib.version.clone());
                 status.skipped = Some(reason);
                 self.record(status.clone());
                 return Some(status);
@@ -337,7 +337,7 @@ impl Uprobes<'_, '_> {
             tracing::warn!(path = %lib.path, "some OpenSSL probes failed to attach: {}", failures.join("; "));
         }
         if links.is_empty() {
-            self.rejected.insert(lib.id.clone());
+            self.rejected.insert(lib.version.clone());
             status.skipped = Some(failures.join("; "));
         } else {
             tracing::info!(path = %lib.path, pid = lib.pid, inode = lib.id.ino, functions = ?status.attached, "attached to TLS library");
@@ -432,7 +432,7 @@ fn run(
     let decoder = events::Decoder {
         mono_to_unix_ns: kernel::monotonic_to_unix_offset_ns(),
     };
-    let mut seen_exes: HashSet<FileId> = HashSet::new();
+    let mut seen_exes: HashSet<FileVersion> = HashSet::new();
     let mut builder = libbpf_rs::RingBufferBuilder::new();
     let added = builder.add(&skel.maps.events, |rec: &[u8]| {
         stats.events.fetch_add(1, Ordering::Relaxed);
@@ -510,7 +510,7 @@ fn run(
 /// OpenSSL statically. The thread that revealed it is held still meanwhile.
 fn attach_new(
     uprobes: &mut Uprobes,
-    seen_exes: &mut HashSet<FileId>,
+    seen_exes: &mut HashSet<FileVersion>,
     origin: &events::Origin,
     path: &str,
 ) {
@@ -523,7 +523,7 @@ fn attach_new(
             return;
         };
         // Most executables are not OpenSSL: inspect each file once, quietly.
-        if !seen_exes.insert(lib.id.clone())
+        if !seen_exes.insert(lib.version.clone())
             || !matches!(tls_libs::inspect(&lib.host_path), Inspection::Usable { .. })
         {
             return;
@@ -535,7 +535,7 @@ fn attach_new(
             None => return,
         }
     };
-    if uprobes.known(&lib.id) {
+    if uprobes.known(&lib) {
         return;
     }
     let paused = pause::pause(origin.tid);

@@ -26,10 +26,20 @@ pub struct FileId {
     pub ino: u64,
 }
 
+/// A file's identity plus its size and mtime: a file rewritten in place
+/// (same inode) is a different version and is looked at again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileVersion {
+    pub id: FileId,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
 /// One copy of OpenSSL found in some process.
 #[derive(Debug, Clone)]
 pub struct TlsLib {
     pub id: FileId,
+    pub version: FileVersion,
     /// Path as the process sees it (inside its mount namespace).
     pub path: String,
     /// Path qmon opens: through `/proc/PID/root` so container copies resolve.
@@ -90,11 +100,17 @@ pub fn resolve(pid: u32, path: &str) -> Option<TlsLib> {
         PathBuf::from(format!("/proc/{pid}/cwd/{path}"))
     };
     let meta = fs::metadata(&host_path).ok()?;
+    let id = FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
     Some(TlsLib {
-        id: FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
+        version: FileVersion {
+            id: id.clone(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
         },
+        id,
         path: path.to_string(),
         host_path,
         pid,
