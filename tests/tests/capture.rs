@@ -23,8 +23,9 @@ struct Exchange {
 
 fn context(out: &QmonOutput, cap: &Capture) -> String {
     format!(
-        "capture: {}\nqmon stderr tail:\n{}",
+        "capture: {}\nlast stats: {:?}\nqmon stderr tail:\n{}",
         cap.summary(),
+        cap.stats().last(),
         out.stderr_tail()
     )
 }
@@ -43,7 +44,22 @@ fn check_exchange(
     request_line: &str,
     response_body: &[u8],
 ) -> Exchange {
-    let ctx = context(out, cap);
+    let pid_data: Vec<String> = cap
+        .data()
+        .filter(|d| d.pid == client.pid)
+        .map(|d| {
+            format!(
+                "conn {} {:?} {:?} pos {:?} len {}",
+                d.conn_id, d.source, d.dir, d.pos, d.len
+            )
+        })
+        .collect();
+    let pid_conns: Vec<&ConnEvent> = cap.conns().filter(|c| c.pid == client.pid).collect();
+    let ctx = format!(
+        "{}\nclient pid {} conns: {pid_conns:?}\nclient pid data events: {pid_data:#?}",
+        context(out, cap),
+        client.pid
+    );
     let ids = cap.conns_containing(source, Dir::Egress, request_line.as_bytes());
     assert_eq!(
         ids.len(),
