@@ -149,6 +149,14 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// giving a libssl with a fresh inode at a non-standard path. Returns the
 /// canonical path of the copied libssl.
 pub fn copy_libssl(dir: &Path) -> Result<PathBuf> {
+    copy_libssl_with_pause(dir, Duration::ZERO)
+}
+
+/// Like [`copy_libssl`], but each file is created empty and only filled
+/// after `pause`, the way an unpacker or package upgrade writes it: anyone
+/// inspecting the file when it is opened sees an empty, non-ELF file.
+pub fn copy_libssl_with_pause(dir: &Path, pause: Duration) -> Result<PathBuf> {
+    use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let src_dir = [
         "/usr/lib/x86_64-linux-gnu",
@@ -162,8 +170,15 @@ pub fn copy_libssl(dir: &Path) -> Result<PathBuf> {
     for lib in ["libssl.so.3", "libcrypto.so.3"] {
         // Resolve symlinks so we copy the real object, not a link to it.
         let src = std::fs::canonicalize(src_dir.join(lib))?;
-        std::fs::copy(&src, dir.join(lib))
-            .with_context(|| format!("copy {} to {}", src.display(), dir.display()))?;
+        let bytes = std::fs::read(&src).with_context(|| format!("read {}", src.display()))?;
+        let dst = dir.join(lib);
+        let mut f = File::create(&dst).with_context(|| format!("create {}", dst.display()))?;
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::set_permissions(&dst, std::fs::metadata(&src)?.permissions())?;
     }
     Ok(std::fs::canonicalize(dir.join("libssl.so.3"))?)
 }

@@ -285,16 +285,16 @@ fn ipv6_loopback_connection() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn client_started_after_qmon_with_fresh_libssl_is_attached_at_exec() -> anyhow::Result<()> {
-    let _g = serial();
-    let env = Env::new()?;
-    // A libssl copy with its own inode that no process maps before qmon is
-    // ready: only exec/mmap-time attach can catch it.
-    let libdir = env.path().join("late-libssl");
-    let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
-    let qmon = Qmon::trace(&[])?;
-    let libssl = copy_libssl(&libdir)?;
+/// Runs the urllib client against `srv` with `libdir` first on the library
+/// path, checks it really loaded `libssl` from there, and that qmon attached
+/// to that copy and captured the exchange.
+fn urllib_with_libssl_copy(
+    env: &Env,
+    srv: &TestServer,
+    qmon: Qmon,
+    libdir: &std::path::Path,
+    libssl: &std::path::Path,
+) -> anyhow::Result<()> {
     let tag = unique_tag("late");
     let path = format!("/hello?tag={tag}");
     let ld = libdir.display().to_string();
@@ -312,7 +312,7 @@ fn client_started_after_qmon_with_fresh_libssl_is_attached_at_exec() -> anyhow::
     let body = format!("hello {tag}\n");
     wait_ingress(&qmon, Source::Openssl, body.as_bytes());
     let (out, cap) = stop(qmon);
-    check_attach(&cap, &out, &libssl);
+    check_attach(&cap, &out, libssl);
     check_exchange(
         &cap,
         &out,
@@ -323,6 +323,33 @@ fn client_started_after_qmon_with_fresh_libssl_is_attached_at_exec() -> anyhow::
         body.as_bytes(),
     );
     Ok(())
+}
+
+#[test]
+fn client_started_after_qmon_with_fresh_libssl_is_attached_at_exec() -> anyhow::Result<()> {
+    let _g = serial();
+    let env = Env::new()?;
+    // A libssl copy with its own inode that no process maps when qmon
+    // starts: only exec/mmap-time attach can catch the client using it.
+    let libdir = env.path().join("late-libssl");
+    let libssl = copy_libssl(&libdir)?;
+    let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
+    let qmon = Qmon::trace(&[])?;
+    urllib_with_libssl_copy(&env, &srv, qmon, &libdir, &libssl)
+}
+
+#[test]
+fn libssl_written_while_qmon_runs_is_attached_when_loaded() -> anyhow::Result<()> {
+    let _g = serial();
+    let env = Env::new()?;
+    let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
+    let qmon = Qmon::trace(&[])?;
+    // Written after qmon is ready, as an upgrade or unpacker would: the
+    // file is empty when first opened. A failed look at it then must not
+    // stop qmon from attaching once a process actually maps it.
+    let libdir = env.path().join("unpacked-libssl");
+    let libssl = qmon_e2e::copy_libssl_with_pause(&libdir, Duration::from_millis(300))?;
+    urllib_with_libssl_copy(&env, &srv, qmon, &libdir, &libssl)
 }
 
 fn check_attach(cap: &Capture, out: &QmonOutput, libssl: &std::path::Path) {
