@@ -135,6 +135,12 @@ fn stop(qmon: Qmon) -> (QmonOutput, Capture) {
     let cap = out
         .capture()
         .expect("qmon trace stdout is valid JSON Lines");
+    // Contract: SIGINT ends with one final stats line.
+    assert!(
+        matches!(cap.events.last(), Some(qmon_e2e::events::Event::Stats(_))),
+        "last line of qmon trace after SIGINT is not a stats line: {:?}",
+        out.stdout.last()
+    );
     (out, cap)
 }
 
