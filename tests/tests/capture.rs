@@ -509,3 +509,19 @@ fn server_side_traffic_is_never_a_client_connection() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn sigterm_ends_trace_with_final_stats_and_exit_0() -> anyhow::Result<()> {
+    let _g = serial();
+    let qmon = Qmon::trace(&[])?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = qmon.terminate();
+    out.assert_clean_exit();
+    let cap = out.capture()?;
+    assert!(
+        matches!(cap.events.last(), Some(qmon_e2e::events::Event::Stats(_))),
+        "last line after SIGTERM is not a stats line: {:?}",
+        out.stdout.last()
+    );
+    Ok(())
+}
