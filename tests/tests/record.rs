@@ -429,24 +429,29 @@ fn kill_9_loses_at_most_the_last_second() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn authorization_header_is_redacted_everywhere() -> anyhow::Result<()> {
+/// Records one curl GET carrying `Authorization: Bearer secret123` (on the
+/// command line when `on_argv`, else from a `curl -K` config file so that
+/// argv stays clean) and checks that the secret is nowhere: not in any
+/// column `qmon query` returns, not in the database files on disk.
+fn bearer_secret_not_stored(on_argv: bool) -> anyhow::Result<()> {
     let _g = serial();
     let env = Env::new()?;
     let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
     let db = env.path().join("q.db");
     let qmon = Qmon::record(&db, BODY_LIMIT)?;
-    let client = curl(&[
-        "--http1.1",
-        "--cacert",
-        &env.ca(),
-        "-H",
-        "Authorization: Bearer secret123",
-        "-o",
-        "/dev/null",
-        &srv.url("/hello"),
-    ])?
-    .ok();
+    let cfg = env.path().join("curl.cfg");
+    std::fs::write(&cfg, "header = \"Authorization: Bearer secret123\"\n")?;
+    let cfg_s = cfg.display().to_string();
+    let url = srv.url("/hello");
+    let ca = env.ca();
+    let mut args = vec!["--http1.1", "--cacert", &ca, "-o", "/dev/null"];
+    if on_argv {
+        args.extend(["-H", "Authorization: Bearer secret123"]);
+    } else {
+        args.extend(["-K", &cfg_s]);
+    }
+    args.push(&url);
+    let client = curl(&args)?.ok();
     // SIGTERM must flush just like SIGINT.
     let out = qmon.terminate();
     out.assert_clean_exit();
@@ -466,11 +471,14 @@ fn authorization_header_is_redacted_everywhere() -> anyhow::Result<()> {
         "Authorization not stored as `Bearer [REDACTED:9]`: {req_headers}"
     );
     let all = query(&db, "SELECT * FROM calls")?;
-    let dump = serde_json::to_string(&all)?;
-    assert!(
-        !dump.contains("secret123"),
-        "secret visible through qmon query"
-    );
+    for row in &all {
+        for (col, v) in row {
+            assert!(
+                !v.to_string().contains("secret123"),
+                "secret visible through qmon query in column {col}: {v}"
+            );
+        }
+    }
     // Nor anywhere in the files on disk (main DB, WAL, journal).
     for suffix in ["", "-wal", "-journal", "-shm"] {
         let f = format!("{}{suffix}", db.display());
@@ -482,6 +490,19 @@ fn authorization_header_is_redacted_everywhere() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[test]
+fn authorization_header_is_redacted_everywhere() -> anyhow::Result<()> {
+    bearer_secret_not_stored(false)
+}
+
+/// The usual way to send a token: `curl -H "Authorization: Bearer $T"`.
+/// The header is redacted, so the same secret must not survive in the
+/// recorded process command line either.
+#[test]
+fn bearer_token_on_client_command_line_is_not_stored() -> anyhow::Result<()> {
+    bearer_secret_not_stored(true)
 }
 
 #[test]
