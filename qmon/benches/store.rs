@@ -44,7 +44,7 @@ fn call(i: u64) -> Call {
             pid: 1000 + (i % 8) as u32,
             comm: "bench".into(),
             exe: Some("/usr/bin/bench".into()),
-            cmdline: Some("bench --flag".into()),
+            args: vec!["bench".into(), "--flag".into()],
             container_id: None,
         },
         conn: ConnInfo {

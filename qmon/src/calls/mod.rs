@@ -178,7 +178,8 @@ pub struct ProcessInfo {
     pub pid: u32,
     pub comm: String,
     pub exe: Option<String>,
-    pub cmdline: Option<String>,
+    /// Command-line arguments, unredacted (the store redacts them).
+    pub args: Vec<String>,
     pub container_id: Option<String>,
 }
 

@@ -194,6 +194,83 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// A process's command line, joined with spaces, with credentials
+    /// redacted: values of sensitive flags (`--token X`, `--password=X`),
+    /// header arguments (`Authorization: Bearer X`), `-u user:pass`, and
+    /// query parameters and passwords in URLs.
+    pub fn redact_args(&self, args: &[String]) -> String {
+        if !self.enabled {
+            return args.join(" ");
+        }
+        let mut out: Vec<String> = Vec::with_capacity(args.len());
+        let mut redact_next = false;
+        let mut userinfo_next = false;
+        for arg in args {
+            if redact_next && !arg.starts_with('-') {
+                out.push(redacted(arg.len()));
+                redact_next = false;
+                continue;
+            }
+            if userinfo_next {
+                userinfo_next = false;
+                out.push(match arg.split_once(':') {
+                    Some((user, pw)) => format!("{user}:{}", redacted(pw.len())),
+                    None => arg.clone(),
+                });
+                continue;
+            }
+            redact_next = false;
+            out.push(self.redact_arg(arg, &mut redact_next, &mut userinfo_next));
+        }
+        out.join(" ")
+    }
+
+    fn redact_arg(&self, arg: &str, redact_next: &mut bool, userinfo_next: &mut bool) -> String {
+        if let Some(flag) = arg.strip_prefix('-') {
+            let flag = flag.trim_start_matches('-');
+            if let Some((name, value)) = flag.split_once('=') {
+                if self.is_sensitive(name) {
+                    return format!(
+                        "{}={}",
+                        &arg[..arg.len() - value.len() - 1],
+                        redacted(value.len())
+                    );
+                }
+                return arg.to_string();
+            }
+            if matches!(flag, "u" | "user" | "proxy-user") {
+                *userinfo_next = true;
+            } else if self.is_sensitive(flag) {
+                *redact_next = true;
+            }
+            return arg.to_string();
+        }
+        // `Name: value`, as given to curl -H.
+        if let Some((name, value)) = arg.split_once(':') {
+            let name = name.trim();
+            if !name.is_empty()
+                && !name.contains(['/', ' '])
+                && value.starts_with(' ')
+                && (ALWAYS.contains(&name.to_ascii_lowercase().as_str()) || self.is_sensitive(name))
+            {
+                return format!("{name}: {}", redact_keep_scheme(value.trim_start()));
+            }
+        }
+        if arg.contains("://") {
+            // Query parameters and `user:password@`.
+            return self.redact_path(arg);
+        }
+        // NAME=value (environment-style assignments).
+        if let Some((name, value)) = arg.split_once('=') {
+            if !name.is_empty() && !name.contains(['/', ' ', '?']) && self.is_sensitive(name) {
+                return format!("{name}={}", redacted(value.len()));
+            }
+        }
+        arg.to_string()
+    }
+}
+
 /// Already redacted (redaction is idempotent).
 fn is_redacted(value: &str) -> bool {
     value.ends_with(']') && value.contains("[REDACTED:")
@@ -339,6 +416,50 @@ mod tests {
         ] {
             assert!(!r.is_sensitive(n), "{n} should not be sensitive");
         }
+    }
+
+    #[test]
+    fn command_lines() {
+        let r = Redactor::new();
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            r.redact_args(&args(&[
+                "curl",
+                "-H",
+                "Authorization: Bearer secret123",
+                "https://h/x?api_key=abc&q=1"
+            ])),
+            "curl -H Authorization: Bearer [REDACTED:9] https://h/x?api_key=[REDACTED:3]&q=1"
+        );
+        assert_eq!(
+            r.redact_args(&args(&[
+                "tool",
+                "--token",
+                "t0k",
+                "--password=hunter2",
+                "--verbose",
+                "-u",
+                "bob:pw"
+            ])),
+            "tool --token [REDACTED:3] --password=[REDACTED:7] --verbose -u bob:[REDACTED:2]"
+        );
+        assert_eq!(
+            r.redact_args(&args(&[
+                "env",
+                "API_TOKEN=zzz",
+                "PATH=/bin",
+                "https://u:pw@h/"
+            ])),
+            "env API_TOKEN=[REDACTED:3] PATH=/bin https://u:[REDACTED:2]@h/"
+        );
+        assert_eq!(
+            r.redact_args(&args(&["python3", "-c", "print(1)"])),
+            "python3 -c print(1)"
+        );
+        assert_eq!(
+            Redactor::disabled().redact_args(&args(&["x", "--token", "t"])),
+            "x --token t"
+        );
     }
 
     #[test]

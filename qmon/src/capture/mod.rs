@@ -158,6 +158,18 @@ unsafe fn as_bytes<T>(v: &T) -> &[u8] {
     std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>())
 }
 
+/// Can capture run here? Mounts tracefs if it is missing and allowed, then
+/// returns the first problem as one actionable line. Commands call this
+/// before touching anything else, so a refusal has no side effects.
+pub fn preflight() -> Result<Features, CaptureError> {
+    kernel::ensure_tracefs();
+    let features = Features::probe();
+    match features.problems().into_iter().next() {
+        Some(first) => Err(CaptureError::Unsupported(first)),
+        None => Ok(features),
+    }
+}
+
 /// A running capture.
 pub struct Capture {
     stop: Arc<AtomicBool>,
@@ -186,12 +198,7 @@ impl Capture {
         // libbpf writes verifier logs and warnings to stderr; keep them for
         // QMON_LOG=debug and give users one clear error line instead.
         libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_log)));
-        kernel::ensure_tracefs();
-        let features = Features::probe();
-        let problems = features.problems();
-        if let Some(first) = problems.into_iter().next() {
-            return Err(CaptureError::Unsupported(first));
-        }
+        let features = preflight()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(CaptureStats::default());
         let libs = Arc::new(Mutex::new(Vec::new()));

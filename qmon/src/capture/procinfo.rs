@@ -47,15 +47,15 @@ pub fn read_proc(pid: u32, comm_hint: &str) -> ProcessInfo {
     let exe = fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok().map(|raw| {
-        let raw = &raw[..raw.len().min(MAX_CMDLINE)];
-        let s: Vec<String> = raw
-            .split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        s.join(" ")
-    });
+    let args = fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            let raw = &raw[..raw.len().min(MAX_CMDLINE)];
+            raw.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     let container_id = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .ok()
         .and_then(|c| container_id(&c));
@@ -63,7 +63,7 @@ pub fn read_proc(pid: u32, comm_hint: &str) -> ProcessInfo {
         pid,
         comm,
         exe,
-        cmdline: cmdline.filter(|c| !c.is_empty()),
+        args,
         container_id,
     }
 }

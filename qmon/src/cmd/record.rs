@@ -13,6 +13,8 @@ use qmon::sinks::store::{StatusCounters, Store};
 use crate::cli::RecordArgs;
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    // Refuse (no privileges, no BTF, …) before creating any file.
+    capture::preflight()?;
     let stop = super::stop_flag()?;
     let opts = super::store_options(&args.store)?;
     let db = args.store.db.clone();

@@ -133,7 +133,13 @@ pub(super) fn make_row(mut call: Call, opts: &StoreOptions) -> Row {
         text(ex.error.as_ref().map(|e| e.as_text()).as_deref()),
     ];
     Row {
-        process: (p.pid, p.comm, p.exe, p.cmdline, p.container_id),
+        process: (
+            p.pid,
+            p.comm,
+            p.exe,
+            (!p.args.is_empty()).then(|| opts.redactor.redact_args(&p.args)),
+            p.container_id,
+        ),
         values,
     }
 }

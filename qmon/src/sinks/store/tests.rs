@@ -40,7 +40,7 @@ pub(crate) fn sample_call(i: u64, started_at_ns: u64) -> Call {
             pid: 4242,
             comm: "curl".into(),
             exe: Some("/usr/bin/curl".into()),
-            cmdline: Some("curl https://api.example.com".into()),
+            args: vec!["curl".into(), "https://api.example.com".into()],
             container_id: None,
         },
         conn: ConnInfo {
