@@ -67,6 +67,9 @@ pub struct TraceArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Configuration file whose capture scope to show.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Database to check.
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
@@ -105,6 +108,10 @@ pub struct StoreArgs {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
+    /// Configuration file; flags given here win over it. Default:
+    /// /etc/qmon/qmon.toml when it exists. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub capture: CaptureArgs,
     #[command(flatten)]

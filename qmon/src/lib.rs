@@ -8,6 +8,7 @@
 
 pub mod calls;
 pub mod capture;
+pub mod config;
 pub mod connections;
 pub mod pipeline;
 pub mod protocols;

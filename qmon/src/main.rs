@@ -6,13 +6,18 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format);
+    let sub = matches.subcommand().map(|(_, m)| m.clone());
     let result = match cli.command {
-        cli::Command::Record(a) => cmd::record::run(a),
+        cli::Command::Record(a) => cmd::record::run(a, sub.as_ref()),
         cli::Command::Query(a) => cmd::query::run(a),
         cli::Command::Trace(a) => cmd::trace::run(a),
         cli::Command::Doctor(a) => cmd::doctor::run(a),

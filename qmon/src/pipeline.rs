@@ -25,7 +25,7 @@ pub fn run(
     table: &mut ConnTable,
     stop: &AtomicBool,
     mut on_calls: impl FnMut(&mut Vec<Call>),
-    mut tick: impl FnMut(&ConnTable),
+    mut tick: impl FnMut(&mut ConnTable),
 ) {
     let mut calls = Vec::new();
     let mut last_tick = Instant::now();

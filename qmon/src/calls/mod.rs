@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 pub mod body;
 pub mod redact;
 pub mod route;
+pub mod scope;
 
 /// Ordered header list; names as seen on the wire (HTTP/2: lowercase).
 /// Values are lossy UTF-8 so they can be stored as JSON text.

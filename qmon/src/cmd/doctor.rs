@@ -2,12 +2,17 @@
 
 use std::process::ExitCode;
 
+use std::path::{Path, PathBuf};
+
 use qmon::capture::kernel::{self, Features};
 use qmon::capture::tls_libs::{self, Inspection};
+use qmon::config::{self, FileConfig};
+use qmon::pipeline::now_ns;
+use qmon::sinks::store;
 
 use crate::cli::DoctorArgs;
 
-pub fn run(_args: DoctorArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     kernel::ensure_tracefs();
     let f = Features::probe();
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -53,7 +58,43 @@ pub fn run(_args: DoctorArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let problems = f.problems();
+    let mut problems = f.problems();
+
+    // Configuration and capture scope.
+    let cfg_path = config::locate(args.config.as_deref());
+    let cfg = match &cfg_path {
+        None => {
+            println!(
+                "config            none ({} does not exist; defaults apply)",
+                config::DEFAULT_PATH
+            );
+            FileConfig::default()
+        }
+        Some(p) => match config::load(p) {
+            Ok(c) => {
+                println!("config            {} (valid)", p.display());
+                c
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                println!("config            {} (INVALID)", p.display());
+                FileConfig::default()
+            }
+        },
+    };
+    println!("capture scope:");
+    for line in cfg.scope.describe() {
+        println!("  {line}");
+    }
+
+    // Database and recorder.
+    let db: PathBuf = args
+        .db
+        .clone()
+        .or(cfg.db.clone())
+        .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DB_PATH));
+    database(&db, &mut problems);
+
     if problems.is_empty() {
         println!("status            ok: capture can run");
         Ok(ExitCode::SUCCESS)
@@ -62,5 +103,65 @@ pub fn run(_args: DoctorArgs) -> anyhow::Result<ExitCode> {
             println!("problem           {p}");
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+fn database(db: &Path, problems: &mut Vec<String>) {
+    if !db.exists() {
+        println!(
+            "database          {} (not created yet: `qmon record` creates it)",
+            db.display()
+        );
+        println!("recorder          not running");
+        return;
+    }
+    let size: u64 = ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", db.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    let mode = std::fs::metadata(db)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0);
+    let health = qmon::query::open_read_only(db)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            let check: String = c
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| e.to_string())?;
+            let calls: i64 = c
+                .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
+                .map_err(|e| e.to_string())?;
+            Ok((check, calls))
+        });
+    match health {
+        Ok((check, calls)) => {
+            println!(
+                "database          {} ({:.1} MiB, {calls} calls, mode {mode:o}, integrity {check})",
+                db.display(),
+                size as f64 / (1024.0 * 1024.0)
+            );
+            if check != "ok" {
+                problems.push(format!(
+                    "database {} fails its integrity check: {check}",
+                    db.display()
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("database {} cannot be read: {e}", db.display())),
+    }
+    if mode & 0o077 != 0 {
+        problems.push(format!(
+            "database {} is readable by others (mode {mode:o}); it holds other programs' traffic: chmod 600 it",
+            db.display()
+        ));
+    }
+    match store::read_recorder_status(db) {
+        Ok(Some(st)) if st.is_live(now_ns()) => println!(
+            "recorder          running (pid {}, {} calls, {} events lost)",
+            st.pid, st.calls, st.lost_events
+        ),
+        Ok(Some(st)) => println!("recorder          not running (last: pid {})", st.pid),
+        _ => println!("recorder          not running"),
     }
 }

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use qmon::capture::{AttachMode, CaptureOptions};
 
 use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::ArgMatches;
 use qmon::calls::redact::Redactor;
+use qmon::config::FileConfig;
 use qmon::sinks::store::{limits, Retention, StoreOptions};
 
-use crate::cli::{AttachModeArg, CaptureArgs, StoreArgs};
+use crate::cli::{AttachModeArg, CaptureArgs, RecordArgs, StoreArgs};
 
 /// Set on SIGINT or SIGTERM.
 pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -61,4 +64,49 @@ pub fn store_options(a: &StoreArgs) -> anyhow::Result<StoreOptions> {
         retention,
         ..StoreOptions::default()
     })
+}
+
+/// Fill in from the config file every setting not given on the command line.
+pub fn apply_file(args: &mut RecordArgs, file: &FileConfig, m: Option<&ArgMatches>) {
+    let given = |id: &str| {
+        m.and_then(|m| m.try_get_raw(id).ok().flatten().map(|_| m.value_source(id)))
+            .flatten()
+            == Some(ValueSource::CommandLine)
+    };
+    let (c, st) = (&mut args.capture, &mut args.store);
+    if let (false, Some(v)) = (given("db"), &file.db) {
+        st.db = v.clone();
+    }
+    if let (false, Some(v)) = (given("body_limit"), file.body_limit) {
+        st.body_limit = v;
+    }
+    if let (false, Some(v)) = (given("no_bodies"), file.no_bodies) {
+        st.no_bodies = v;
+    }
+    if let (false, Some(v)) = (given("no_redact"), file.no_redact) {
+        st.no_redact = v;
+    }
+    if let (false, Some(v)) = (given("redact"), &file.redact) {
+        st.redact = v.clone();
+    }
+    if let (false, Some(v)) = (given("ring_size"), file.ring_size) {
+        c.ring_size = v;
+    }
+    if let (false, Some(v)) = (given("max_chunks"), file.max_chunks) {
+        c.max_chunks = v;
+    }
+    if let (false, Some(v)) = (given("attach_mode"), &file.attach_mode) {
+        c.attach_mode = Some(if v == "kprobe" {
+            AttachModeArg::Kprobe
+        } else {
+            AttachModeArg::Tracepoint
+        });
+    }
+    // Already validated: kept as text so --retain and the file share a parser.
+    if let (false, Some(v)) = (given("retain"), file.retain) {
+        st.retain = Some(format!("{}s", v.as_secs()));
+    }
+    if let (false, Some(v)) = (given("max_db_size"), file.max_db_size) {
+        st.max_db_size = Some(v.to_string());
+    }
 }

@@ -1,21 +1,41 @@
 //! `qmon record`: capture, rebuild calls, store them in SQLite.
 
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
+use clap::ArgMatches;
+use qmon::calls::scope::Scope;
 use qmon::capture::{self, Capture, CaptureStats};
+use qmon::config::{self, FileConfig};
 use qmon::connections::ConnTable;
 use qmon::pipeline;
 use qmon::protocols::ParserLimits;
-use qmon::sinks::store::{StatusCounters, Store};
+use qmon::sinks::store::{StatusCounters, Store, StoreHandle};
 
 use crate::cli::RecordArgs;
 
-pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
-    // Refuse (no privileges, no BTF, …) before creating any file.
+pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result<ExitCode> {
+    // Refuse (no privileges, no BTF, bad config, …) before creating any file.
     capture::preflight()?;
+    let config_path = config::locate(args.config.as_deref());
+    let file = match &config_path {
+        Some(p) => config::load(p)?,
+        None => FileConfig::default(),
+    };
+    // Reloads start again from the command line, so a key removed from
+    // the file falls back to its default rather than its old value.
+    let cli_args = RecordArgs {
+        config: args.config.clone(),
+        capture: args.capture.clone(),
+        store: args.store.clone(),
+    };
+    super::apply_file(&mut args, &file, matches);
     let stop = super::stop_flag()?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let opts = super::store_options(&args.store)?;
     let db = args.store.db.clone();
     let store = Store::open(&db, opts)
@@ -29,38 +49,59 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         ..ParserLimits::default()
     };
     let mut table = ConnTable::new(limits, Some(cap.control.clone()));
-    tracing::info!(db = %db.display(), mode = cap.mode.as_str(), "recording");
+    let mut scope = file.scope.clone();
+    table.set_scope(scope.clone());
+    tracing::info!(
+        db = %db.display(),
+        mode = cap.mode.as_str(),
+        config = config_path.as_ref().map(|p| p.display().to_string()),
+        scope = scope.describe().join("; "),
+        "recording"
+    );
     super::announce_ready();
 
     let stats = cap.stats.clone();
     let mut loss = LossReporter::default();
-    let status = |table: &ConnTable, stats: &CaptureStats| StatusCounters {
-        events: stats.events.load(Ordering::Relaxed),
-        lost_events: stats.lost_events.load(Ordering::Relaxed),
-        lost_bytes: stats.lost_bytes.load(Ordering::Relaxed) + table.stats.gap_bytes,
-        calls: table.stats.calls,
-        queue_dropped: 0,
-        parse_errors: 0,
-    };
+    let mut out_of_scope = 0u64;
+    let mut in_force = file;
+    let scope_cell = std::cell::RefCell::new(&mut scope);
     pipeline::run(
         &rx,
         &mut table,
         &stop,
         |calls| {
+            let scope = scope_cell.borrow();
             for c in calls.drain(..) {
-                handle.send(c);
+                if scope.allows(&c) {
+                    handle.send(c);
+                } else {
+                    out_of_scope += 1;
+                }
             }
         },
         |table| {
+            if hup.swap(false, Ordering::SeqCst) {
+                if let Some(p) = &config_path {
+                    if let Some(new) = reload(p, &in_force, &cli_args, matches, table, &handle) {
+                        **scope_cell.borrow_mut() = new.scope.clone();
+                        in_force = new;
+                    }
+                } else {
+                    tracing::warn!("SIGHUP: no configuration file in use (start with --config FILE or create {}); nothing to reload", config::DEFAULT_PATH);
+                }
+            }
             loss.report(&stats);
             handle.update_status(status(table, &stats));
         },
     );
 
     cap.stop();
+    let scope = scope_cell.into_inner();
     pipeline::drain(&rx, &mut table, |calls| {
         for c in calls.drain(..) {
-            handle.send(c);
+            if scope.allows(&c) {
+                handle.send(c);
+            }
         }
     });
     loss.report(&stats);
@@ -72,9 +113,86 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         queue_dropped = s.queue_dropped,
         write_dropped = s.write_dropped,
         lost_events = stats.lost_events.load(Ordering::Relaxed),
+        out_of_scope,
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn status(table: &ConnTable, stats: &CaptureStats) -> StatusCounters {
+    StatusCounters {
+        events: stats.events.load(Ordering::Relaxed),
+        lost_events: stats.lost_events.load(Ordering::Relaxed),
+        lost_bytes: stats.lost_bytes.load(Ordering::Relaxed) + table.stats.gap_bytes,
+        calls: table.stats.calls,
+        queue_dropped: 0,
+        parse_errors: 0,
+    }
+}
+
+/// Re-read the config file on SIGHUP. Capture keeps running throughout; a
+/// bad file is rejected with the reason and the old configuration stays.
+/// Scope, redaction and body limits apply at once; keys that need new BPF
+/// maps or a new database are reported as needing a restart.
+fn reload(
+    path: &Path,
+    old: &FileConfig,
+    args: &RecordArgs,
+    matches: Option<&ArgMatches>,
+    table: &mut ConnTable,
+    store: &StoreHandle,
+) -> Option<FileConfig> {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("configuration reload rejected, keeping the previous one: {e}");
+            return None;
+        }
+    };
+    // The new file under the same command-line flags as at start.
+    let mut merged = RecordArgs {
+        config: args.config.clone(),
+        capture: args.capture.clone(),
+        store: args.store.clone(),
+    };
+    super::apply_file(&mut merged, &new, matches);
+    let opts = match super::store_options(&merged.store) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("configuration reload rejected, keeping the previous one: {e:#}");
+            return None;
+        }
+    };
+    if store.reconfigure(opts.redactor, opts.body_limit).is_err() {
+        tracing::error!("configuration reload failed: the store writer has stopped");
+        return None;
+    }
+    table.set_scope(new.scope.clone());
+    let restart: Vec<&str> = [
+        ("db", old.db != new.db),
+        ("ring_size", old.ring_size != new.ring_size),
+        ("max_chunks", old.max_chunks != new.max_chunks),
+        ("attach_mode", old.attach_mode != new.attach_mode),
+        ("metrics_addr", old.metrics_addr != new.metrics_addr),
+        ("retain", old.retain != new.retain),
+        ("max_db_size", old.max_db_size != new.max_db_size),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(k, _)| k)
+    .collect();
+    if !restart.is_empty() {
+        tracing::warn!(
+            keys = restart.join(", "),
+            "configuration reloaded, but these keys only take effect after a restart"
+        );
+    }
+    tracing::info!(
+        config = %path.display(),
+        scope = Scope::describe(&new.scope).join("; "),
+        "configuration reloaded"
+    );
+    Some(new)
 }
 
 /// Logs kernel-side loss once per increase, never silently.

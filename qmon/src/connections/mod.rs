@@ -10,7 +10,7 @@ mod detect;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::calls::{route::route, Call, ConnInfo, Exchange};
+use crate::calls::{route::route, scope::Scope, Call, ConnInfo, Exchange};
 use crate::capture::procinfo::ProcTable;
 use crate::capture::{CaptureEvent, ConnControl, Mute, Role, Source};
 use crate::protocols::http1::Http1Parser;
@@ -32,6 +32,9 @@ pub struct ConnStats {
     pub gap_bytes: u64,
     /// Connections dropped to keep the table bounded.
     pub evicted: u64,
+    /// Connections switched off because the process or destination is out
+    /// of the configured scope.
+    pub out_of_scope: u64,
     pub calls: u64,
     pub http1_conns: u64,
     pub http2_conns: u64,
@@ -81,6 +84,7 @@ pub struct ConnTable {
     max_conns: usize,
     idle_ns: u64,
     pub stats: ConnStats,
+    scope: Scope,
     out: Vec<Exchange>,
 }
 
@@ -102,8 +106,15 @@ impl ConnTable {
             max_conns: 65536,
             idle_ns: 300_000_000_000,
             stats: ConnStats::default(),
+            scope: Scope::default(),
             out: Vec::new(),
         }
+    }
+
+    /// Connections of out-of-scope processes or destinations are switched
+    /// off in the kernel as they open; calls are checked in full later.
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.scope = scope;
     }
 
     pub fn set_max_conns(&mut self, n: usize) {
@@ -133,6 +144,15 @@ impl ConnTable {
                 if role == Role::Server {
                     // Labelled by the kernel and muted there: not outbound.
                     self.stats.server_conns += 1;
+                    return;
+                }
+                if !self.scope.allows_process(origin.tgid, &comm)
+                    || !self.scope.allows_remote(remote)
+                {
+                    self.stats.out_of_scope += 1;
+                    if let Some(ctl) = &self.control {
+                        ctl.mute(origin.tgid, origin.fd, Mute::All);
+                    }
                     return;
                 }
                 let key = ConnKey {

@@ -189,6 +189,8 @@ struct Shared {
 enum Msg {
     Call(Box<Call>),
     Flush(SyncSender<()>),
+    /// New redaction rules and body limit (SIGHUP), for calls from now on.
+    Reconfigure(Redactor, usize),
     Shutdown,
 }
 
@@ -224,6 +226,13 @@ impl StoreHandle {
         if let Ok(mut s) = self.shared.status.lock() {
             *s = counters;
         }
+    }
+
+    /// Apply new redaction rules and body limit to calls stored from now on.
+    pub fn reconfigure(&self, redactor: Redactor, body_limit: usize) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Reconfigure(redactor, body_limit))
+            .map_err(|_| StoreError::WriterGone)
     }
 
     pub fn stats(&self) -> StoreStats {

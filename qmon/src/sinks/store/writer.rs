@@ -69,6 +69,10 @@ impl Writer {
                         batch_deadline = None;
                     }
                 }
+                Ok(Msg::Reconfigure(redactor, body_limit)) => {
+                    self.opts.redactor = redactor;
+                    self.opts.body_limit = body_limit;
+                }
                 Ok(Msg::Flush(ack)) => {
                     self.commit();
                     batch_deadline = None;
@@ -83,7 +87,7 @@ impl Writer {
                             Msg::Flush(ack) => {
                                 let _ = ack.send(());
                             }
-                            Msg::Shutdown => {}
+                            Msg::Shutdown | Msg::Reconfigure(..) => {}
                         }
                     }
                     self.commit();
