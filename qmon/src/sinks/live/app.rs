@@ -165,7 +165,12 @@ impl App {
             (Mode::Detail(_), KeyCode::Esc | KeyCode::Backspace | KeyCode::Left) => {
                 self.mode = Mode::Table
             }
-            (Mode::Detail(_), KeyCode::Down | KeyCode::Char('j')) => self.detail_scroll += 1,
+            (Mode::Detail(_), KeyCode::Down | KeyCode::Char('j')) => {
+                let last = self
+                    .detail_row()
+                    .map_or(0, |r| r.recent.len().saturating_sub(1));
+                self.detail_scroll = (self.detail_scroll + 1).min(last);
+            }
             (Mode::Detail(_), KeyCode::Up | KeyCode::Char('k')) => {
                 self.detail_scroll = self.detail_scroll.saturating_sub(1)
             }
