@@ -36,6 +36,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// Check kernel features, privileges and TLS libraries.
     Doctor(DoctorArgs),
+    /// Live terminal view of outbound calls (htop-style); `--once` for text.
+    Top(TopArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -137,4 +139,96 @@ pub struct QueryArgs {
 
     /// SQL to run, e.g. "SELECT host, count(*) FROM calls GROUP BY host".
     pub sql: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupArg {
+    Process,
+    Host,
+    HostRoute,
+    ProcessHostRoute,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    /// Database of `qmon record`: while a recorder is live on it, show its
+    /// calls instead of capturing.
+    #[arg(long, default_value = qmon::sinks::store::DEFAULT_DB_PATH, value_name = "FILE")]
+    pub db: PathBuf,
+
+    /// Print one frame as plain text after collecting for --interval (or
+    /// --duration), then exit.
+    #[arg(long, visible_alias = "batch")]
+    pub once: bool,
+
+    /// Refresh interval, e.g. 500ms, 1s (the screen refreshes at least
+    /// once a second).
+    #[arg(long, default_value = "1s", value_name = "TIME", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+
+    /// With --once: collect this long instead of --interval, e.g. 5s.
+    #[arg(long, value_name = "TIME", value_parser = parse_interval)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Sort column: process, host, proto, reqs, rps, err, p50, p95, p99,
+    /// out, in.
+    #[arg(long, default_value = "reqs", value_name = "COLUMN", value_parser = parse_column)]
+    pub sort: qmon::sinks::live::model::Column,
+
+    /// Invert the sort order.
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// Only calls whose process, host:port or route contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+
+    /// Group rows by.
+    #[arg(long, value_enum, default_value_t = GroupArg::Host)]
+    pub group: GroupArg,
+
+    /// Time window: 10s, 1m, 5m, 15m, all.
+    #[arg(long, default_value = "1m", value_name = "WINDOW", value_parser = parse_window)]
+    pub window: qmon::sinks::live::model::Window,
+
+    /// Only calls made by this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// While the screen is in use, write logs here instead of discarding them.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// `250ms`, `1s`, `2m`.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let err = || format!("{s:?}: expected a time like 500ms, 1s or 2m");
+    let (num, mul_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return Err(err());
+    };
+    let n: u64 = num.trim().parse().map_err(|_| err())?;
+    match n.checked_mul(mul_ms) {
+        Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(err()),
+    }
+}
+
+fn parse_column(s: &str) -> Result<qmon::sinks::live::model::Column, String> {
+    qmon::sinks::live::model::Column::parse(s).ok_or_else(|| {
+        format!("{s:?}: one of process, host, proto, reqs, rps, err, p50, p95, p99, out, in")
+    })
+}
+
+fn parse_window(s: &str) -> Result<qmon::sinks::live::model::Window, String> {
+    qmon::sinks::live::model::Window::parse(s)
+        .ok_or_else(|| format!("{s:?}: one of 10s, 1m, 5m, 15m, all"))
 }

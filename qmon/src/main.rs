@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         cli::Command::Query(a) => cmd::query::run(a),
         cli::Command::Trace(a) => cmd::trace::run(a),
         cli::Command::Doctor(a) => cmd::doctor::run(a),
+        cli::Command::Top(a) => cmd::top::run(a),
     };
     match result {
         Ok(code) => code,

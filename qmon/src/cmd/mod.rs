@@ -3,6 +3,7 @@
 pub mod doctor;
 pub mod query;
 pub mod record;
+pub mod top;
 pub mod trace;
 
 use std::sync::atomic::AtomicBool;

@@ -1,0 +1,322 @@
+use super::*;
+
+pub(crate) const SEC: u64 = 1_000_000_000;
+/// A fixed "now": 2024-01-01 12:00:00 UTC.
+pub(crate) const NOW: u64 = 1_704_110_400 * SEC;
+
+/// A call `ago_s` seconds before [`NOW`].
+pub(crate) fn sample(
+    pid: u32,
+    comm: &str,
+    host: &str,
+    route: &str,
+    status: u16,
+    dur_ms: u64,
+    ago_s: u64,
+) -> CallSample {
+    CallSample {
+        started_ns: NOW - ago_s * SEC,
+        pid,
+        comm: comm.into(),
+        host: host.into(),
+        port: Some(443),
+        http2: false,
+        tls: true,
+        method: Some("GET".into()),
+        path: Some(route.replace("{id}", "7")),
+        route: Some(route.into()),
+        status: Some(status),
+        error: None,
+        duration_ns: Some(dur_ms * 1_000_000),
+        bytes_out: 10,
+        bytes_in: 100,
+    }
+}
+
+fn model_with(calls: impl IntoIterator<Item = CallSample>) -> Model {
+    let mut m = Model::new(Limits::default(), NOW - 3600 * SEC);
+    for c in calls {
+        m.push(c);
+    }
+    m
+}
+
+fn spec(grouping: Grouping, window: Window) -> ViewSpec {
+    ViewSpec {
+        grouping,
+        window,
+        sort: Column::Requests,
+        desc: true,
+        ..ViewSpec::default()
+    }
+}
+
+#[test]
+fn window_excludes_older_calls_and_all_keeps_everything() {
+    let m = model_with([
+        sample(1, "curl", "a.example", "/x", 200, 5, 5),
+        sample(1, "curl", "a.example", "/x", 200, 5, 30),
+        sample(1, "curl", "a.example", "/x", 200, 5, 200),
+        sample(1, "curl", "a.example", "/x", 200, 5, 2000),
+    ]);
+    let count = |w| m.view(&spec(Grouping::Host, w), NOW, None).totals.requests;
+    assert_eq!(count(Window::S10), 1);
+    assert_eq!(count(Window::M1), 2);
+    assert_eq!(count(Window::M5), 3);
+    assert_eq!(count(Window::M15), 3);
+    assert_eq!(count(Window::All), 4);
+    // Calls "from the future" (clock skew) are not counted either.
+    let v = m.view(&spec(Grouping::Host, Window::All), NOW - 100 * SEC, None);
+    assert_eq!(v.totals.requests, 2);
+}
+
+#[test]
+fn rps_is_over_the_window_or_the_observed_part_of_it() {
+    let calls: Vec<_> = (0..30)
+        .map(|i| sample(1, "curl", "a", "/", 200, 1, i % 10))
+        .collect();
+    let m = model_with(calls.clone());
+    let v = m.view(&spec(Grouping::Host, Window::S10), NOW, None);
+    assert_eq!(v.rows[0].requests, 30);
+    assert!((v.rows[0].rps - 3.0).abs() < 1e-9, "{}", v.rows[0].rps);
+    let v = m.view(&spec(Grouping::Host, Window::M1), NOW, None);
+    assert!((v.rows[0].rps - 0.5).abs() < 1e-9);
+    assert!((v.totals.rps - 0.5).abs() < 1e-9);
+
+    // Observed for 20 s only: a 1 m window divides by 20.
+    let mut m = Model::new(Limits::default(), NOW - 20 * SEC);
+    for c in calls {
+        m.push(c);
+    }
+    let v = m.view(&spec(Grouping::Host, Window::M1), NOW, None);
+    assert!((v.rows[0].rps - 1.5).abs() < 1e-9, "{}", v.rows[0].rps);
+}
+
+#[test]
+fn percentiles_are_nearest_rank() {
+    let sorted: Vec<u64> = (1..=100).collect();
+    assert_eq!(percentile(&sorted, 50.0), Some(50));
+    assert_eq!(percentile(&sorted, 95.0), Some(95));
+    assert_eq!(percentile(&sorted, 99.0), Some(99));
+    assert_eq!(percentile(&[7], 99.0), Some(7));
+    assert_eq!(percentile(&[], 50.0), None);
+
+    let m = model_with((1..=100).map(|ms| sample(1, "curl", "a", "/", 200, ms, 1)));
+    let r = &m.view(&spec(Grouping::Host, Window::M1), NOW, None).rows[0];
+    assert_eq!(r.p50_ns, Some(50_000_000));
+    assert_eq!(r.p95_ns, Some(95_000_000));
+    assert_eq!(r.p99_ns, Some(99_000_000));
+}
+
+#[test]
+fn percentiles_use_a_bounded_sample_of_the_latest_calls() {
+    let limits = Limits {
+        latency_sample: 10,
+        ..Limits::default()
+    };
+    let mut m = Model::new(limits, NOW - 3600 * SEC);
+    // 90 slow old calls, then 10 fast recent ones: only the 10 are sampled.
+    for _ in 0..90 {
+        m.push(sample(1, "curl", "a", "/", 200, 1000, 20));
+    }
+    for _ in 0..10 {
+        m.push(sample(1, "curl", "a", "/", 200, 2, 1));
+    }
+    let r = &m.view(&spec(Grouping::Host, Window::M1), NOW, None).rows[0];
+    assert_eq!(r.requests, 100, "counts stay exact");
+    assert_eq!(r.p99_ns, Some(2_000_000));
+}
+
+#[test]
+fn calls_without_a_finished_response_have_no_latency() {
+    let mut c = sample(1, "curl", "a", "/", 200, 1, 1);
+    c.duration_ns = None;
+    c.status = None;
+    c.error = Some("incomplete".into());
+    let m = model_with([c]);
+    let r = &m.view(&spec(Grouping::Host, Window::M1), NOW, None).rows[0];
+    assert_eq!(r.p50_ns, None);
+    assert_eq!(r.errors, 1);
+}
+
+#[test]
+fn error_pct_counts_4xx_5xx_and_transport_errors() {
+    let mut reset = sample(1, "curl", "a", "/", 200, 1, 1);
+    reset.error = Some("reset:8".into());
+    let m = model_with([
+        sample(1, "curl", "a", "/", 200, 1, 1),
+        sample(1, "curl", "a", "/", 302, 1, 1),
+        sample(1, "curl", "a", "/", 404, 1, 1),
+        sample(1, "curl", "a", "/", 503, 1, 1),
+        reset,
+    ]);
+    let r = &m.view(&spec(Grouping::Host, Window::M1), NOW, None).rows[0];
+    assert_eq!(r.errors, 3);
+    assert!((r.error_pct - 60.0).abs() < 1e-9);
+}
+
+fn fixture() -> Vec<CallSample> {
+    vec![
+        sample(10, "curl", "api.example", "/users/{id}", 200, 10, 1),
+        sample(10, "curl", "api.example", "/users/{id}", 200, 20, 2),
+        sample(10, "curl", "api.example", "/health", 200, 1, 3),
+        sample(20, "python3", "api.example", "/users/{id}", 500, 30, 4),
+        sample(20, "python3", "db.example", "/q", 200, 40, 5),
+    ]
+}
+
+#[test]
+fn grouping_builds_one_row_per_key() {
+    let m = model_with(fixture());
+    let rows = |g| m.view(&spec(g, Window::M1), NOW, None).rows;
+
+    let r = rows(Grouping::Process);
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].process.as_str(), r[0].requests), ("curl[10]", 3));
+    assert_eq!(r[0].host, "api.example:443");
+    assert_eq!((r[1].process.as_str(), r[1].requests), ("python3[20]", 2));
+    assert_eq!(r[1].host, "2 hosts");
+    assert!(r[0].route.is_none());
+
+    let r = rows(Grouping::Host);
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].host.as_str(), r[0].requests), ("api.example:443", 4));
+    assert_eq!(r[0].process, "2 procs");
+    assert_eq!(r[0].proto, "h1s");
+
+    let r = rows(Grouping::HostRoute);
+    let got: Vec<_> = r
+        .iter()
+        .map(|r| (r.host.as_str(), r.route.as_deref().unwrap(), r.requests))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("api.example:443", "/users/{id}", 3),
+            ("api.example:443", "/health", 1),
+            ("db.example:443", "/q", 1),
+        ]
+    );
+
+    let r = rows(Grouping::ProcessHostRoute);
+    assert_eq!(r.len(), 4);
+    assert_eq!(r[0].process, "curl[10]");
+    assert_eq!(r[0].route.as_deref(), Some("/users/{id}"));
+    assert_eq!(r[0].requests, 2);
+    // The key knows which calls belong to the row.
+    assert!(r[0].recent.iter().all(|c| r[0].key.matches(c)));
+    assert_eq!(r[0].recent.len(), 2);
+    assert!(
+        r[0].recent[0].started_ns > r[0].recent[1].started_ns,
+        "latest first"
+    );
+}
+
+#[test]
+fn sorting_by_each_column_and_inverted() {
+    let m = model_with(fixture());
+    let mut s = spec(Grouping::HostRoute, Window::M1);
+    let order = |s: &ViewSpec| -> Vec<String> {
+        m.view(s, NOW, None)
+            .rows
+            .iter()
+            .map(|r| r.route.clone().unwrap())
+            .collect()
+    };
+    assert_eq!(order(&s), ["/users/{id}", "/health", "/q"]);
+    s.desc = false;
+    assert_eq!(order(&s), ["/health", "/q", "/users/{id}"]);
+    s.sort = Column::P50;
+    s.desc = true;
+    assert_eq!(order(&s), ["/q", "/users/{id}", "/health"]);
+    s.sort = Column::ErrorPct;
+    assert_eq!(order(&s)[0], "/users/{id}");
+    s.sort = Column::Host;
+    s.desc = Column::Host.default_desc();
+    assert_eq!(order(&s).last().unwrap(), "/q");
+    s.sort = Column::BytesIn;
+    s.desc = true;
+    assert_eq!(order(&s)[0], "/users/{id}");
+    for c in Column::ALL {
+        s.sort = c;
+        assert_eq!(order(&s).len(), 3, "{c:?}");
+    }
+}
+
+#[test]
+fn filter_matches_process_host_or_route_case_insensitively() {
+    let m = model_with(fixture());
+    let mut s = spec(Grouping::HostRoute, Window::M1);
+    let n = |s: &ViewSpec| m.view(s, NOW, None).totals.requests;
+    s.filter = "PYTHON".into();
+    assert_eq!(n(&s), 2);
+    s.filter = "db.ex".into();
+    assert_eq!(n(&s), 1);
+    s.filter = "health".into();
+    assert_eq!(n(&s), 1);
+    s.filter = ":443".into();
+    assert_eq!(n(&s), 5);
+    s.filter = "nothing".into();
+    assert!(m.view(&s, NOW, None).rows.is_empty());
+    s.filter.clear();
+    s.pid = Some(20);
+    assert_eq!(n(&s), 2);
+}
+
+#[test]
+fn a_paused_view_ignores_calls_added_after_the_pause() {
+    let mut m = model_with(fixture());
+    let seen = m.seen;
+    m.push(sample(10, "curl", "new.example", "/", 200, 1, 0));
+    let s = spec(Grouping::Host, Window::M1);
+    assert_eq!(m.view(&s, NOW, Some(seen)).totals.requests, 5);
+    assert_eq!(m.view(&s, NOW, None).totals.requests, 6);
+}
+
+#[test]
+fn memory_stays_bounded_under_a_flood_of_distinct_hosts() {
+    let limits = Limits {
+        max_calls: 1000,
+        recent_per_group: 5,
+        latency_sample: 5,
+    };
+    let mut m = Model::new(limits, NOW - 60 * SEC);
+    for i in 0..100_000u64 {
+        let mut c = sample(1, "flood", &format!("h{i}.example"), "/", 200, 1, 0);
+        c.started_ns = NOW - 50 * SEC + i * 100_000;
+        m.push(c);
+    }
+    assert_eq!(m.len(), 1000);
+    assert_eq!(m.seen, 100_000);
+    assert_eq!(m.evicted, 99_000);
+    let v = m.view(&spec(Grouping::Host, Window::M1), NOW, None);
+    assert_eq!(v.rows.len(), 1000);
+    assert!(v.truncated, "the window lost calls to the bound");
+    // One host, many calls: the per-row lists are bounded too.
+    let mut m = Model::new(limits, NOW - 60 * SEC);
+    for _ in 0..10_000 {
+        m.push(sample(1, "flood", "one.example", "/", 200, 1, 0));
+    }
+    let v = m.view(&spec(Grouping::Host, Window::M1), NOW, None);
+    assert_eq!(v.rows[0].requests, 1000);
+    assert_eq!(v.rows[0].recent.len(), 5);
+    assert!(!v.truncated || m.evicted > 0);
+}
+
+#[test]
+fn formatting() {
+    assert_eq!(fmt_latency(None), "-");
+    assert_eq!(fmt_latency(Some(850_000)), "850µs");
+    assert_eq!(fmt_latency(Some(12_345_678)), "12.3ms");
+    assert_eq!(fmt_latency(Some(1_240_000_000)), "1.24s");
+    assert_eq!(fmt_bytes(512), "512B");
+    assert_eq!(fmt_bytes(1536), "1.5K");
+    assert_eq!(fmt_bytes(12 * 1024 * 1024), "12M");
+    assert_eq!(fmt_rate(0.5), "0.50");
+    assert_eq!(Column::parse("requests"), Some(Column::Requests));
+    assert_eq!(Column::parse("P95"), Some(Column::P95));
+    assert_eq!(Column::nth(1), Some(Column::Process));
+    assert_eq!(Column::nth(9), Some(Column::P99));
+    assert_eq!(Column::nth(0), None);
+    assert_eq!(Window::parse("15m"), Some(Window::M15));
+}
