@@ -1,3 +1,4 @@
 //! Consumers of [`crate::calls::Call`]s.
 
+pub mod metrics;
 pub mod store;
