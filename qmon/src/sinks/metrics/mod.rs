@@ -360,12 +360,18 @@ impl Exporter {
     pub fn start(addr: SocketAddr, opts: MetricsOptions) -> Result<Exporter, server::ServerError> {
         let mut registry = Registry::default();
         let calls = CallMetrics::register(&mut registry, opts);
-        // Series for every protocol from the start, so "no parse errors"
-        // reads as 0 rather than as no data.
+        // Zero series from the start, so "no parse errors" and "no
+        // overflow" read as 0 rather than as no data.
         for p in [Protocol::Http10, Protocol::Http11, Protocol::Http2] {
             calls
                 .parse_errors
                 .get_or_create(&vec![("protocol", p.as_str())])
+                .inc_by(0);
+        }
+        for o in [Overflow::Server, Overflow::Route, Overflow::Executable] {
+            calls
+                .overflow
+                .get_or_create(&vec![("label", o.label())])
                 .inc_by(0);
         }
         let health = health::Health::new();
