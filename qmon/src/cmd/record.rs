@@ -51,6 +51,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let metrics_bound = exporter.as_ref().map(|e| e.server.addr);
     let health = exporter.as_ref().map(|e| e.health.clone());
     let parse_errors = exporter.as_ref().map(|e| e.calls.parse_error_count());
     let mut call_metrics = exporter.map(|e| e.calls);
@@ -66,6 +67,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     };
     let mut table = ConnTable::new(limits, Some(cap.control.clone()));
     tracing::info!(db = %db.display(), mode = cap.mode.as_str(), "recording");
+    if let Some(addr) = metrics_bound {
+        tracing::info!(%addr, "metrics: serving /metrics, /healthz, /readyz");
+    }
     if let Some(h) = &health {
         h.set_capture(cap.stats.clone());
         h.beat();

@@ -62,7 +62,7 @@ impl MetricsServer {
             .name("qmon-metrics".into())
             .spawn(move || rt.block_on(serve(listener, state)))
             .map_err(ServerError::Start)?;
-        tracing::info!(addr = %bound, "metrics: serving /metrics, /healthz, /readyz");
+        tracing::debug!(addr = %bound, "metrics: listening");
         Ok(MetricsServer { addr: bound })
     }
 }
