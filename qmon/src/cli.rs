@@ -118,6 +118,27 @@ pub struct RecordArgs {
     pub capture: CaptureArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus /metrics, /healthz and /readyz on IP:PORT, or `none`.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub metrics_addr: String,
+
+    /// Label call metrics with the route (`url_template`); capped per host.
+    #[arg(long)]
+    pub metrics_route_label: bool,
+
+    /// Distinct routes per host before `url_template="_OTHER"`.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub metrics_routes_per_host: usize,
+
+    /// Distinct host:port pairs before `server_address="_OTHER"`.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub metrics_max_hosts: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

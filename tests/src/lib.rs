@@ -12,6 +12,7 @@
 
 pub mod certs;
 pub mod clients;
+pub mod dashboards;
 pub mod events;
 pub mod qmon;
 pub mod servers;

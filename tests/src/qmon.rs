@@ -147,10 +147,15 @@ impl Qmon {
         Qmon::start("trace", args)
     }
 
-    /// `qmon record --db DB ARGS...`
+    /// `qmon record --db DB ARGS...`. Unless ARGS choose a
+    /// `--metrics-addr`, the exporter listens on a kernel-chosen loopback
+    /// port, so tests never depend on 9464 being free.
     pub fn record(db: &Path, args: &[&str]) -> Result<Qmon> {
         let dbs = db.to_str().context("db path not UTF-8")?;
         let mut all = vec!["--db", dbs];
+        if !args.contains(&"--metrics-addr") {
+            all.extend_from_slice(&["--metrics-addr", "127.0.0.1:0"]);
+        }
         all.extend_from_slice(args);
         let mut q = Qmon::start("record", &all)?;
         q.db = Some(db.to_path_buf());

@@ -86,6 +86,8 @@ pub struct CaptureStats {
     pub muted_calls: AtomicU64,
     pub args_dropped: AtomicU64,
     pub ring_size: AtomicU64,
+    /// Bytes waiting in the ring buffer at the last stats read.
+    pub ring_used: AtomicU64,
     pub libs_attached: AtomicU64,
 }
 
@@ -503,6 +505,7 @@ fn run(
         let _ = ring.consume();
         if stopping || last_stats.elapsed() >= Duration::from_millis(500) {
             read_stats(&skel, &stats);
+            stats.ring_used.store(ring_used(&ring), Ordering::Relaxed);
             last_stats = Instant::now();
         }
         if stopping {
@@ -642,6 +645,23 @@ fn read_stats(skel: &qmon_bpf::QmonSkel, stats: &CaptureStats) {
     );
     set(&stats.muted_calls, sum(qmon_stat::QMON_STAT_MUTED_CALLS));
     set(&stats.args_dropped, sum(qmon_stat::QMON_STAT_ARGS_DROPPED));
+}
+
+/// Bytes produced but not yet consumed in the (single) ring buffer.
+fn ring_used(ring: &libbpf_rs::RingBuffer<'_>) -> u64 {
+    use libbpf_rs::AsRawLibbpf;
+    let rb = ring.as_libbpf_object();
+    // SAFETY: `rb` is the live ring_buffer owned by `ring`; libbpf returns
+    // NULL for an index out of range, and the ring it returns lives as long
+    // as `rb`.
+    unsafe {
+        let r = libbpf_sys::ring_buffer__ring(rb.as_ptr(), 0);
+        if r.is_null() {
+            0
+        } else {
+            libbpf_sys::ring__avail_data_size(r) as u64
+        }
+    }
 }
 
 /// A receiver paired with the capture, for callers that just want events.

@@ -110,4 +110,7 @@ pub fn apply_file(args: &mut RecordArgs, file: &FileConfig, m: Option<&ArgMatche
     if let (false, Some(v)) = (given("max_db_size"), file.max_db_size) {
         st.max_db_size = Some(v.to_string());
     }
+    if let (false, Some(v)) = (given("metrics_addr"), &file.metrics_addr) {
+        args.metrics.metrics_addr = v.clone();
+    }
 }

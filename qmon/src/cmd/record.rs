@@ -1,5 +1,6 @@
 //! `qmon record`: capture, rebuild calls, store them in SQLite.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +14,23 @@ use qmon::config::{self, FileConfig};
 use qmon::connections::ConnTable;
 use qmon::pipeline;
 use qmon::protocols::ParserLimits;
+use qmon::sinks::metrics::{Exporter, MetricsOptions};
 use qmon::sinks::store::{StatusCounters, Store, StoreHandle};
 
-use crate::cli::RecordArgs;
+use crate::cli::{MetricsArgs, RecordArgs};
+
+/// `--metrics-addr`: an `IP:PORT`, or `none`.
+fn metrics_addr(a: &MetricsArgs) -> anyhow::Result<Option<SocketAddr>> {
+    if a.metrics_addr.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    a.metrics_addr.parse().map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "--metrics-addr {:?}: not an IP:PORT address (e.g. 127.0.0.1:9464) or `none`",
+            a.metrics_addr
+        )
+    })
+}
 
 pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result<ExitCode> {
     // Refuse (no privileges, no BTF, bad config, …) before creating any file.
@@ -31,16 +46,41 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
         config: args.config.clone(),
         capture: args.capture.clone(),
         store: args.store.clone(),
+        metrics: args.metrics.clone(),
     };
     super::apply_file(&mut args, &file, matches);
     let stop = super::stop_flag()?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    let metrics_at = metrics_addr(&args.metrics)?;
     let opts = super::store_options(&args.store)?;
+    let queue_capacity = opts.queue_capacity;
     let db = args.store.db.clone();
     let store = Store::open(&db, opts)
         .with_context(|| format!("cannot open the database {}", db.display()))?;
     let handle = store.handle();
+    let exporter = match metrics_at {
+        Some(addr) => Some(
+            Exporter::start(
+                addr,
+                MetricsOptions {
+                    route_label: args.metrics.metrics_route_label,
+                    routes_per_host: args.metrics.metrics_routes_per_host,
+                    max_servers: args.metrics.metrics_max_hosts,
+                    ..MetricsOptions::default()
+                },
+            )
+            .with_context(|| format!("--metrics-addr {addr}"))?,
+        ),
+        None => None,
+    };
+    let metrics_bound = exporter.as_ref().map(|e| e.server.addr);
+    let health = exporter.as_ref().map(|e| e.health.clone());
+    let parse_errors = exporter.as_ref().map(|e| e.calls.parse_error_count());
+    let mut call_metrics = exporter.map(|e| e.calls);
+    if let Some(h) = &health {
+        h.set_store(handle.clone(), queue_capacity);
+    }
 
     let (tx, rx) = capture::channel(8192);
     let cap = Capture::start(super::capture_options(&args.capture), tx)?;
@@ -58,6 +98,14 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
         scope = scope.describe().join("; "),
         "recording"
     );
+    if let Some(addr) = metrics_bound {
+        tracing::info!(%addr, "metrics: serving /metrics, /healthz, /readyz");
+    }
+    if let Some(h) = &health {
+        h.set_capture(cap.stats.clone());
+        h.beat();
+        h.set_ready(true);
+    }
     super::announce_ready();
 
     let stats = cap.stats.clone();
@@ -73,6 +121,9 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
             let scope = scope_cell.borrow();
             for c in calls.drain(..) {
                 if scope.allows(&c) {
+                    if let Some(m) = call_metrics.as_mut() {
+                        m.observe(&c);
+                    }
                     handle.send(c);
                 } else {
                     out_of_scope += 1;
@@ -80,6 +131,10 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
             }
         },
         |table| {
+            if let Some(h) = &health {
+                h.beat();
+                h.set_conn_stats(&table.stats);
+            }
             if hup.swap(false, Ordering::SeqCst) {
                 if let Some(p) = &config_path {
                     if let Some(new) = reload(p, &in_force, &cli_args, matches, table, &handle) {
@@ -91,21 +146,27 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
                 }
             }
             loss.report(&stats);
-            handle.update_status(status(table, &stats));
+            handle.update_status(status(table, &stats, &parse_errors));
         },
     );
 
+    if let Some(h) = &health {
+        h.set_ready(false);
+    }
     cap.stop();
     let scope = scope_cell.into_inner();
     pipeline::drain(&rx, &mut table, |calls| {
         for c in calls.drain(..) {
             if scope.allows(&c) {
+                if let Some(m) = call_metrics.as_mut() {
+                    m.observe(&c);
+                }
                 handle.send(c);
             }
         }
     });
     loss.report(&stats);
-    handle.update_status(status(&table, &stats));
+    handle.update_status(status(&table, &stats, &parse_errors));
     drop(handle);
     let s = store.flush_and_close()?;
     tracing::info!(
@@ -119,14 +180,20 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(table: &ConnTable, stats: &CaptureStats) -> StatusCounters {
+fn status(
+    table: &ConnTable,
+    stats: &CaptureStats,
+    parse_errors: &Option<Arc<std::sync::atomic::AtomicU64>>,
+) -> StatusCounters {
     StatusCounters {
         events: stats.events.load(Ordering::Relaxed),
         lost_events: stats.lost_events.load(Ordering::Relaxed),
         lost_bytes: stats.lost_bytes.load(Ordering::Relaxed) + table.stats.gap_bytes,
         calls: table.stats.calls,
         queue_dropped: 0,
-        parse_errors: 0,
+        parse_errors: parse_errors
+            .as_ref()
+            .map_or(0, |p| p.load(Ordering::Relaxed)),
     }
 }
 
@@ -154,6 +221,7 @@ fn reload(
         config: args.config.clone(),
         capture: args.capture.clone(),
         store: args.store.clone(),
+        metrics: args.metrics.clone(),
     };
     super::apply_file(&mut merged, &new, matches);
     let opts = match super::store_options(&merged.store) {

@@ -1,4 +1,5 @@
 //! Consumers of [`crate::calls::Call`]s.
 
 pub mod live;
+pub mod metrics;
 pub mod store;

@@ -239,6 +239,15 @@ impl StoreHandle {
         self.shared.counters.snapshot()
     }
 
+    /// Calls accepted but not yet committed or dropped: the write queue
+    /// plus the writer's open batch.
+    pub fn queue_depth(&self) -> u64 {
+        let s = self.stats();
+        s.queued
+            .saturating_sub(s.written)
+            .saturating_sub(s.write_dropped)
+    }
+
     /// Block until every call queued before this one is committed (or
     /// counted as dropped).
     pub fn flush(&self) -> Result<(), StoreError> {
