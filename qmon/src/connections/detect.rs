@@ -60,10 +60,85 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         if mid && http2::looks_like_frames(ingress) {
             return Detected::Http2MidStream;
         }
+        if !mid && egress.is_empty() && could_be_server_settings(ingress) {
+            // h2c with prior knowledge: an HTTP/2 server may send its
+            // SETTINGS before the client's preface is seen (grpc does).
+            // The client's first bytes decide.
+            return Detected::NeedMore;
+        }
         if ingress.len() < 8 {
             return Detected::NeedMore;
         }
         return Detected::Other;
     }
     Detected::NeedMore
+}
+
+/// True when `ingress` starts like (a prefix of) an HTTP/2 server's first
+/// frame: a non-ACK SETTINGS frame on stream 0.
+fn could_be_server_settings(ingress: &[u8]) -> bool {
+    // length (3) | type 0x4 | flags 0 | stream id 0 (4)
+    let want: [Option<u8>; 9] = [
+        None,
+        None,
+        None,
+        Some(4),
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+    ];
+    if ingress.len() >= 3 {
+        let len = u32::from_be_bytes([0, ingress[0], ingress[1], ingress[2]]);
+        if len % 6 != 0 || len > 16_384 {
+            return false;
+        }
+    }
+    ingress
+        .iter()
+        .zip(want)
+        .all(|(b, w)| w.is_none_or(|w| *b == w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// grpc's server writes SETTINGS as soon as it accepts; the client's
+    /// preface can be captured after it.
+    const SERVER_SETTINGS: &[u8] = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00\x3f\xff\xff\x00\x05\x00\x3f\xff\xff\x00\x06\x00\x00\x20\x00\xfe\x03\x00\x00\x00\x01";
+
+    #[test]
+    fn server_settings_before_client_preface_waits_for_the_client() {
+        for n in 1..=SERVER_SETTINGS.len() {
+            assert_eq!(
+                detect(b"", &SERVER_SETTINGS[..n], false),
+                Detected::NeedMore,
+                "{n} bytes"
+            );
+        }
+        assert_eq!(detect(PREFACE, SERVER_SETTINGS, false), Detected::Http2);
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\n", SERVER_SETTINGS, false),
+            Detected::Http1
+        );
+    }
+
+    #[test]
+    fn other_server_first_bytes_are_not_held() {
+        // An SSH banner, a SETTINGS ACK, a frame on stream 1.
+        assert_eq!(
+            detect(b"", b"SSH-2.0-OpenSSH_9.2\r\n", false),
+            Detected::Other
+        );
+        assert_eq!(
+            detect(b"", b"\x00\x00\x00\x04\x01\x00\x00\x00\x00", false),
+            Detected::Other
+        );
+        assert_eq!(
+            detect(b"", b"\x00\x00\x06\x04\x00\x00\x00\x00\x01rest", false),
+            Detected::Other
+        );
+    }
 }
