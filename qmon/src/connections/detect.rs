@@ -40,7 +40,12 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
             return Detected::Http1;
         }
         if mid && http2::looks_like_frames(egress) {
-            return Detected::Http2MidStream;
+            // A server's connection adopted mid-stream sends frames too:
+            // responses give it away.
+            return match http2::first_headers_is_response(egress) {
+                Some(true) => Detected::ServerSide,
+                _ => Detected::Http2MidStream,
+            };
         }
         if egress.len() < 8 && ingress.is_empty() {
             // A method token may still be arriving.
@@ -58,7 +63,10 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
             return Detected::ServerSide;
         }
         if mid && http2::looks_like_frames(ingress) {
-            return Detected::Http2MidStream;
+            return match http2::first_headers_is_response(ingress) {
+                Some(false) => Detected::ServerSide,
+                _ => Detected::Http2MidStream,
+            };
         }
         if !mid && egress.is_empty() && could_be_server_settings(ingress) {
             // h2c with prior knowledge: an HTTP/2 server may send its
@@ -123,6 +131,25 @@ mod tests {
             detect(b"GET / HTTP/1.1\r\n", SERVER_SETTINGS, false),
             Detected::Http1
         );
+    }
+
+    /// HEADERS on stream 9, END_STREAM|END_HEADERS, first field `first`.
+    fn headers(first: u8) -> Vec<u8> {
+        vec![0, 0, 1, 1, 5, 0, 0, 0, 9, first]
+    }
+
+    /// A server's socket adopted mid-connection (nginx, found by the e2e
+    /// mid-connection test) writes response HEADERS: never a client.
+    #[test]
+    fn adopted_mid_stream_server_is_server_side() {
+        // :status 200 out, or :method GET in: we are the server.
+        assert_eq!(detect(&headers(0x88), b"", true), Detected::ServerSide);
+        assert_eq!(detect(b"", &headers(0x82), true), Detected::ServerSide);
+        // :method GET out, or :status 200 in: a client.
+        assert_eq!(detect(&headers(0x82), b"", true), Detected::Http2MidStream);
+        assert_eq!(detect(b"", &headers(0x88), true), Detected::Http2MidStream);
+        // Literal :authority (name index 1, incremental) out: a client.
+        assert_eq!(detect(&headers(0x41), b"", true), Detected::Http2MidStream);
     }
 
     #[test]

@@ -299,7 +299,15 @@ impl ConnTable {
             }
             let room = DETECT_BYTES.saturating_sub(held[d].len());
             held[d].extend_from_slice(&data[..data.len().min(room)]);
-            let decided = detect::detect(&held[0], &held[1], conn.mid);
+            // A connection qmon adopted (role unknown: it predates qmon, or
+            // its open was missed) may be mid-stream even at position 0:
+            // positions count from when qmon first saw it, and a TLS stream
+            // found through SSL_read/SSL_write always starts at 0. Found by
+            // the e2e mid-connection test: an h2 connection over TLS opened
+            // before qmon started was switched off as "not HTTP". A preface
+            // or HTTP/1 request is still recognised first.
+            let maybe_mid = conn.mid || conn.role == Role::Unknown;
+            let decided = detect::detect(&held[0], &held[1], maybe_mid);
             let next = match decided {
                 Detected::NeedMore => {
                     if data.len() > room {

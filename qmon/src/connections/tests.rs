@@ -288,3 +288,28 @@ fn h2c_server_speaking_first_is_still_http2() {
     assert_eq!(t.stats.not_http, 0);
     assert_eq!(t.stats.http2_conns, 1);
 }
+
+/// An HTTP/2 connection over TLS opened before qmon started: its first
+/// SSL_write seen is a HEADERS frame at position 0 of an adopted
+/// (role unknown) connection. It must be parsed mid-connection, not
+/// switched off as "not HTTP" (found by the e2e mid-connection test).
+#[test]
+fn adopted_tls_connection_mid_http2_is_parsed() {
+    // :method GET, :scheme https, :path /, :authority "a.test" (literal)
+    let egress = frame(1, 5, 9, b"\x82\x87\x84\x41\x06a.test");
+    let mut ingress = frame(1, 4, 9, b"\x88"); // :status 200
+    ingress.extend(frame(0, 1, 9, b"ok"));
+    let (t, calls) = run(vec![
+        open(1, Role::Unknown),
+        data(1, Source::OpenSsl, Direction::Egress, 0, &egress),
+        data(1, Source::OpenSsl, Direction::Ingress, 0, &ingress),
+        close(1),
+    ]);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.exchange.protocol, crate::calls::Protocol::Http2);
+    assert_eq!(c.exchange.stream_id, Some(9));
+    assert_eq!(c.exchange.path.as_deref(), Some("/"));
+    assert_eq!(c.exchange.status, Some(200));
+    assert_eq!(t.stats.not_http, 0);
+}
