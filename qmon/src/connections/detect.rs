@@ -41,10 +41,13 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         }
         if mid && http2::looks_like_frames(egress) {
             // A server's connection adopted mid-stream sends frames too:
-            // responses give it away.
+            // responses give it away. Control frames alone (a server's
+            // SETTINGS look like a client's) decide nothing: the ingress
+            // or a later HEADERS frame will.
             return match http2::first_headers_is_response(egress) {
                 Some(true) => Detected::ServerSide,
-                _ => Detected::Http2MidStream,
+                Some(false) => Detected::Http2MidStream,
+                None => detect_ingress(ingress, mid).unwrap_or(Detected::NeedMore),
             };
         }
         if egress.len() < 8 && ingress.is_empty() {
@@ -56,17 +59,8 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         }
     }
     if !ingress.is_empty() {
-        if ingress.starts_with(b"HTTP/1.") {
-            return Detected::Http1;
-        }
-        if http1::looks_like_request(ingress) || http2::looks_like_preface(ingress) {
-            return Detected::ServerSide;
-        }
-        if mid && http2::looks_like_frames(ingress) {
-            return match http2::first_headers_is_response(ingress) {
-                Some(false) => Detected::ServerSide,
-                _ => Detected::Http2MidStream,
-            };
+        if let Some(d) = detect_ingress(ingress, mid) {
+            return d;
         }
         if !mid && egress.is_empty() && could_be_server_settings(ingress) {
             // h2c with prior knowledge: an HTTP/2 server may send its
@@ -80,6 +74,23 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         return Detected::Other;
     }
     Detected::NeedMore
+}
+
+/// What the ingress alone decides, if anything.
+fn detect_ingress(ingress: &[u8], mid: bool) -> Option<Detected> {
+    if ingress.starts_with(b"HTTP/1.") {
+        return Some(Detected::Http1);
+    }
+    if http1::looks_like_request(ingress) || http2::looks_like_preface(ingress) {
+        return Some(Detected::ServerSide);
+    }
+    if mid && http2::looks_like_frames(ingress) {
+        return match http2::first_headers_is_response(ingress) {
+            Some(false) => Some(Detected::ServerSide),
+            _ => Some(Detected::Http2MidStream),
+        };
+    }
+    None
 }
 
 /// True when `ingress` starts like (a prefix of) an HTTP/2 server's first
@@ -150,6 +161,11 @@ mod tests {
         assert_eq!(detect(b"", &headers(0x88), true), Detected::Http2MidStream);
         // Literal :authority (name index 1, incremental) out: a client.
         assert_eq!(detect(&headers(0x41), b"", true), Detected::Http2MidStream);
+        // A server's SETTINGS out (grpc over TLS with memory BIOs: no fd,
+        // so adopted) decide nothing; the client's preface in does.
+        let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
+        assert_eq!(detect(&settings, b"", true), Detected::NeedMore);
+        assert_eq!(detect(&settings, PREFACE, true), Detected::ServerSide);
     }
 
     #[test]
