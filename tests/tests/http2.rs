@@ -86,7 +86,8 @@ type Want<'a> = (&'a str, &'a str, i64, i64);
 /// `pid` to `host:port`, all on one connection, on distinct odd stream ids.
 #[track_caller]
 fn assert_h2_calls(rows: &[Row], pid: u32, host: &str, port: u16, tls: bool, want: &[Want]) {
-    let got: Vec<(Option<&str>, Option<&str>, Option<i64>, Option<i64>)> = rows
+    type Got<'r> = (Option<&'r str>, Option<&'r str>, Option<i64>, Option<i64>);
+    let got: Vec<Got> = rows
         .iter()
         .map(|r| {
             (
@@ -437,7 +438,7 @@ fn grpc_over_tls_through_system_openssl() -> anyhow::Result<()> {
             &h2_clients(),
             &["grpc", &ca, "127.0.0.1", &port, path, "tls-call"],
         )
-        .and_then(|r| Ok(r.ok()))
+        .map(ClientRun::ok)
     };
     let ok = grpc("/demo.v1.Greeter/SayHello")?;
     assert_eq!(ok.stdout_str(), "status=0 message= resp_bytes=20\n");
