@@ -11,7 +11,8 @@ set -uo pipefail
 
 require_root
 ensure_build_deps
-ensure_packages curl nginx-light python3 openssl tmux sqlite3 prometheus
+ensure_packages curl nginx-light python3 openssl tmux sqlite3 prometheus \
+    python3-h2 python3-httpx python3-grpcio
 ensure_cargo
 ensure_tracefs
 cd "$QMON_ROOT"

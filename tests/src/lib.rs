@@ -21,7 +21,7 @@ pub use certs::Certs;
 pub use clients::{curl, python, python_bin, ClientRun};
 pub use events::{Capture, Dir, Source, Stream};
 pub use qmon::{query, query_raw, Qmon, QmonOutput, Row};
-pub use servers::{Nginx, TestServer};
+pub use servers::{Nginx, NginxMode, PyServer, TestServer};
 
 use anyhow::{bail, Context, Result};
 use std::fs::File;

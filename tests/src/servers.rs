@@ -110,6 +110,7 @@ pub struct Nginx {
     child: Child,
     pub port: u16,
     pub prefix: PathBuf,
+    pub tls: bool,
 }
 
 pub fn nginx_bin() -> PathBuf {
@@ -121,13 +122,51 @@ pub fn nginx_bin() -> PathBuf {
     PathBuf::from("nginx")
 }
 
+/// What an [`Nginx`] listens for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NginxMode {
+    /// HTTPS, HTTP/1.1 only.
+    Tls,
+    /// HTTPS with HTTP/2 negotiated by ALPN (`listen … ssl http2`).
+    H2Tls,
+    /// Cleartext HTTP/2 with prior knowledge (`listen … http2`, no ssl).
+    /// nginx does not implement `Upgrade: h2c`.
+    H2c,
+}
+
+/// Body of `/h2-big` on an HTTP/2 nginx (nginx caps a config string at 4 KiB).
+pub const NGINX_BIG_LEN: usize = 4000;
+
 impl Nginx {
     pub fn start(prefix: &Path, certs: &Certs) -> Result<Nginx> {
+        Nginx::start_mode(prefix, certs, NginxMode::Tls)
+    }
+
+    /// Like [`Nginx::start`], for any [`NginxMode`]. HTTP/2 modes also serve
+    /// `/h2-big` ([`NGINX_BIG_LEN`] bytes) and echo the URI (`"$uri\n"`)
+    /// under `/burst/` and `/ll/`, and allow 256 concurrent streams.
+    pub fn start_mode(prefix: &Path, certs: &Certs, mode: NginxMode) -> Result<Nginx> {
         for d in ["logs", "tmp"] {
             std::fs::create_dir_all(prefix.join(d))?;
         }
         let port = free_port()?;
         let p = prefix.display();
+        let listen = match mode {
+            NginxMode::Tls => "ssl",
+            NginxMode::H2Tls => "ssl http2",
+            NginxMode::H2c => "http2",
+        };
+        let h2_extra = if mode == NginxMode::Tls {
+            String::new()
+        } else {
+            format!(
+                r#"http2_max_concurrent_streams 256;
+        location = /h2-big {{ return 200 "{big}"; }}
+        location /burst/ {{ return 200 "$uri\n"; }}
+        location /ll/ {{ return 200 "$uri\n"; }}"#,
+                big = "x".repeat(NGINX_BIG_LEN)
+            )
+        };
         let conf = format!(
             r#"daemon off;
 master_process off;
@@ -145,8 +184,9 @@ http {{
     scgi_temp_path {p}/tmp/scgi;
     keepalive_requests 1000;
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} {listen};
         server_name localhost;
+        {h2_extra}
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location = /nginx-hello {{ return 200 "hello from nginx\n"; }}
@@ -192,6 +232,7 @@ http {{
             child,
             port,
             prefix: prefix.to_path_buf(),
+            tls: mode != NginxMode::H2c,
         })
     }
 
@@ -200,13 +241,84 @@ http {{
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
         // nginx: SIGQUIT is graceful shutdown, SIGTERM fast; either is fine.
+        stop_child(&mut self.child);
+    }
+}
+
+/// A Python server script from the repository, run with [`python_bin`]:
+/// either told its port (`port_arg`: the port is appended to `args` and
+/// the server is up once it accepts a connection) or printing the port it
+/// bound as its first stdout line.
+pub struct PyServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PyServer {
+    pub fn start(script: &Path, args: &[&str], port_arg: bool) -> Result<PyServer> {
+        let mut cmd = Command::new(python_bin());
+        cmd.arg(script).args(args);
+        let fixed = if port_arg {
+            let p = free_port()?;
+            cmd.arg(p.to_string());
+            Some(p)
+        } else {
+            None
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {}", script.display()))?;
+        let stdout = child.stdout.take().unwrap();
+        let port = match fixed {
+            Some(p) => {
+                let addr: SocketAddr = format!("127.0.0.1:{p}").parse().unwrap();
+                let up = wait_until(Duration::from_secs(20), || {
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                });
+                if !up {
+                    stop_child(&mut child);
+                    bail!("{} did not listen on {addr} within 20 s", script.display());
+                }
+                p
+            }
+            None => {
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    let _ = BufReader::new(stdout).read_line(&mut line);
+                    let _ = tx.send(line);
+                });
+                let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+                match line.trim().parse() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        stop_child(&mut child);
+                        bail!("{} printed {line:?} instead of a port", script.display());
+                    }
+                }
+            }
+        };
+        Ok(PyServer { child, port })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
         stop_child(&mut self.child);
     }
 }

@@ -14,8 +14,10 @@ enum qmon_const {
 	QMON_CHUNK_MAX = 16384,
 	/* Hard cap on chunks per call, whatever the configured total. */
 	QMON_CHUNKS_HARD_MAX = 16,
-	/* iovec entries walked per readv/writev/sendmsg/recvmsg call. */
-	QMON_IOV_MAX = 8,
+	/* iovec entries walked per readv/writev/sendmsg/recvmsg call. grpc
+	 * writes every HPACK string as its own iovec entry (a unary call's
+	 * first sendmsg had more than 8), so 8 lost request headers. */
+	QMON_IOV_MAX = 128,
 	QMON_COMM_LEN = 16,
 	QMON_PATH_MAX = 256,
 };

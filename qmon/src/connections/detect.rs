@@ -40,7 +40,15 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
             return Detected::Http1;
         }
         if mid && http2::looks_like_frames(egress) {
-            return Detected::Http2MidStream;
+            // A server's connection adopted mid-stream sends frames too:
+            // responses give it away. Control frames alone (a server's
+            // SETTINGS look like a client's) decide nothing: the ingress
+            // or a later HEADERS frame will.
+            return match http2::first_headers_is_response(egress) {
+                Some(true) => Detected::ServerSide,
+                Some(false) => Detected::Http2MidStream,
+                None => detect_ingress(ingress, mid).unwrap_or(Detected::NeedMore),
+            };
         }
         if egress.len() < 8 && ingress.is_empty() {
             // A method token may still be arriving.
@@ -51,14 +59,14 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         }
     }
     if !ingress.is_empty() {
-        if ingress.starts_with(b"HTTP/1.") {
-            return Detected::Http1;
+        if let Some(d) = detect_ingress(ingress, mid) {
+            return d;
         }
-        if http1::looks_like_request(ingress) || http2::looks_like_preface(ingress) {
-            return Detected::ServerSide;
-        }
-        if mid && http2::looks_like_frames(ingress) {
-            return Detected::Http2MidStream;
+        if !mid && egress.is_empty() && could_be_server_settings(ingress) {
+            // h2c with prior knowledge: an HTTP/2 server may send its
+            // SETTINGS before the client's preface is seen (grpc does).
+            // The client's first bytes decide.
+            return Detected::NeedMore;
         }
         if ingress.len() < 8 {
             return Detected::NeedMore;
@@ -66,4 +74,114 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         return Detected::Other;
     }
     Detected::NeedMore
+}
+
+/// What the ingress alone decides, if anything.
+fn detect_ingress(ingress: &[u8], mid: bool) -> Option<Detected> {
+    if ingress.starts_with(b"HTTP/1.") {
+        return Some(Detected::Http1);
+    }
+    if http1::looks_like_request(ingress) || http2::looks_like_preface(ingress) {
+        return Some(Detected::ServerSide);
+    }
+    if mid && http2::looks_like_frames(ingress) {
+        return match http2::first_headers_is_response(ingress) {
+            Some(false) => Some(Detected::ServerSide),
+            _ => Some(Detected::Http2MidStream),
+        };
+    }
+    None
+}
+
+/// True when `ingress` starts like (a prefix of) an HTTP/2 server's first
+/// frame: a non-ACK SETTINGS frame on stream 0.
+fn could_be_server_settings(ingress: &[u8]) -> bool {
+    // length (3) | type 0x4 | flags 0 | stream id 0 (4)
+    let want: [Option<u8>; 9] = [
+        None,
+        None,
+        None,
+        Some(4),
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+    ];
+    if ingress.len() >= 3 {
+        let len = u32::from_be_bytes([0, ingress[0], ingress[1], ingress[2]]);
+        if len % 6 != 0 || len > 16_384 {
+            return false;
+        }
+    }
+    ingress
+        .iter()
+        .zip(want)
+        .all(|(b, w)| w.is_none_or(|w| *b == w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// grpc's server writes SETTINGS as soon as it accepts; the client's
+    /// preface can be captured after it.
+    const SERVER_SETTINGS: &[u8] = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00\x3f\xff\xff\x00\x05\x00\x3f\xff\xff\x00\x06\x00\x00\x20\x00\xfe\x03\x00\x00\x00\x01";
+
+    #[test]
+    fn server_settings_before_client_preface_waits_for_the_client() {
+        for n in 1..=SERVER_SETTINGS.len() {
+            assert_eq!(
+                detect(b"", &SERVER_SETTINGS[..n], false),
+                Detected::NeedMore,
+                "{n} bytes"
+            );
+        }
+        assert_eq!(detect(PREFACE, SERVER_SETTINGS, false), Detected::Http2);
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\n", SERVER_SETTINGS, false),
+            Detected::Http1
+        );
+    }
+
+    /// HEADERS on stream 9, END_STREAM|END_HEADERS, first field `first`.
+    fn headers(first: u8) -> Vec<u8> {
+        vec![0, 0, 1, 1, 5, 0, 0, 0, 9, first]
+    }
+
+    /// A server's socket adopted mid-connection (nginx, found by the e2e
+    /// mid-connection test) writes response HEADERS: never a client.
+    #[test]
+    fn adopted_mid_stream_server_is_server_side() {
+        // :status 200 out, or :method GET in: we are the server.
+        assert_eq!(detect(&headers(0x88), b"", true), Detected::ServerSide);
+        assert_eq!(detect(b"", &headers(0x82), true), Detected::ServerSide);
+        // :method GET out, or :status 200 in: a client.
+        assert_eq!(detect(&headers(0x82), b"", true), Detected::Http2MidStream);
+        assert_eq!(detect(b"", &headers(0x88), true), Detected::Http2MidStream);
+        // Literal :authority (name index 1, incremental) out: a client.
+        assert_eq!(detect(&headers(0x41), b"", true), Detected::Http2MidStream);
+        // A server's SETTINGS out (grpc over TLS with memory BIOs: no fd,
+        // so adopted) decide nothing; the client's preface in does.
+        let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
+        assert_eq!(detect(&settings, b"", true), Detected::NeedMore);
+        assert_eq!(detect(&settings, PREFACE, true), Detected::ServerSide);
+    }
+
+    #[test]
+    fn other_server_first_bytes_are_not_held() {
+        // An SSH banner, a SETTINGS ACK, a frame on stream 1.
+        assert_eq!(
+            detect(b"", b"SSH-2.0-OpenSSH_9.2\r\n", false),
+            Detected::Other
+        );
+        assert_eq!(
+            detect(b"", b"\x00\x00\x00\x04\x01\x00\x00\x00\x00", false),
+            Detected::Other
+        );
+        assert_eq!(
+            detect(b"", b"\x00\x00\x06\x04\x00\x00\x00\x00\x01rest", false),
+            Detected::Other
+        );
+    }
 }

@@ -18,8 +18,13 @@ use crate::protocols::http2::Http2Parser;
 use crate::protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
 pub use detect::Detected;
 
-/// Bytes held per direction while deciding the protocol.
-const DETECT_BYTES: usize = 64;
+/// Bytes held per direction while deciding the protocol. Deciding needs
+/// at most the 24-byte HTTP/2 preface, but everything held is replayed into
+/// the parser, so a direction that runs ahead of the deciding one (an h2c
+/// server's SETTINGS, WINDOW_UPDATE, ... before the client's preface is
+/// seen) must be held whole. Past this, the held bytes are dropped and the
+/// direction is treated as joined mid-stream.
+const DETECT_BYTES: usize = 16 * 1024;
 
 /// Counters for qmon's own health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -314,9 +319,26 @@ impl ConnTable {
             }
             let room = DETECT_BYTES.saturating_sub(held[d].len());
             held[d].extend_from_slice(&data[..data.len().min(room)]);
-            let decided = detect::detect(&held[0], &held[1], conn.mid);
+            // A connection qmon adopted (role unknown: it predates qmon, or
+            // its open was missed) may be mid-stream even at position 0:
+            // positions count from when qmon first saw it, and a TLS stream
+            // found through SSL_read/SSL_write always starts at 0. Found by
+            // the e2e mid-connection test: an h2 connection over TLS opened
+            // before qmon started was switched off as "not HTTP". A preface
+            // or HTTP/1 request is still recognised first.
+            let maybe_mid = conn.mid || conn.role == Role::Unknown;
+            let decided = detect::detect(&held[0], &held[1], maybe_mid);
             let next = match decided {
-                Detected::NeedMore => None,
+                Detected::NeedMore => {
+                    if data.len() > room {
+                        // Bytes not held are bytes lost to the parser.
+                        self.stats.gaps += 1;
+                        self.stats.gap_bytes += (data.len() - room) as u64;
+                        conn.mid = true;
+                        held[d].clear();
+                    }
+                    None
+                }
                 Detected::Http1 => {
                     self.stats.http1_conns += 1;
                     Some(State::Parsing(Box::new(Http1Parser::new(limits))))

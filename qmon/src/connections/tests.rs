@@ -241,3 +241,75 @@ fn host_and_port_from_authority_or_remote() {
     assert_eq!(host_port(Some("h:notaport"), r), ("h".into(), Some(443)));
     assert_eq!(host_port(None, None), (String::new(), None));
 }
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend([ty, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// h2c with prior knowledge where the server's SETTINGS (and more) are
+/// captured before the client's preface, as with grpc: found by the
+/// end-to-end gRPC test, where such connections were switched off as "not
+/// HTTP" and no call was recorded.
+#[test]
+fn h2c_server_speaking_first_is_still_http2() {
+    let settings = frame(4, 0, 0, &[0, 4, 0, 0x3f, 0xff, 0xff]);
+    // A second ingress event before the client speaks, and more than the
+    // old 64-byte hold, so dropping held bytes would break the replay.
+    let mut more = frame(8, 0, 0, &[0, 0x3f, 0, 1]);
+    more.extend(frame(6, 0, 0, &[7; 8]).repeat(4));
+    let mut egress = crate::protocols::http2::PREFACE.to_vec();
+    egress.extend(frame(4, 0, 0, &[]));
+    // :method GET, :scheme http, :path /, :authority "a.test" (literal)
+    egress.extend(frame(1, 5, 1, b"\x82\x86\x84\x41\x06a.test"));
+    let mut ingress = frame(4, 1, 0, &[]);
+    ingress.extend(frame(1, 4, 1, b"\x88")); // :status 200
+    ingress.extend(frame(0, 1, 1, b"ok"));
+    let p1 = settings.len() as u64;
+    let p2 = p1 + more.len() as u64;
+    let (t, calls) = run(vec![
+        open(1, Role::Client),
+        data(1, Source::Syscall, Direction::Ingress, 0, &settings),
+        data(1, Source::Syscall, Direction::Ingress, p1, &more),
+        data(1, Source::Syscall, Direction::Egress, 0, &egress),
+        data(1, Source::Syscall, Direction::Ingress, p2, &ingress),
+        close(1),
+    ]);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.exchange.protocol, crate::calls::Protocol::Http2);
+    assert_eq!(c.exchange.status, Some(200));
+    assert_eq!(c.exchange.path.as_deref(), Some("/"));
+    assert_eq!(c.host, "a.test");
+    assert_eq!(c.exchange.error, None, "{c:?}");
+    assert_eq!(t.stats.not_http, 0);
+    assert_eq!(t.stats.http2_conns, 1);
+}
+
+/// An HTTP/2 connection over TLS opened before qmon started: its first
+/// SSL_write seen is a HEADERS frame at position 0 of an adopted
+/// (role unknown) connection. It must be parsed mid-connection, not
+/// switched off as "not HTTP" (found by the e2e mid-connection test).
+#[test]
+fn adopted_tls_connection_mid_http2_is_parsed() {
+    // :method GET, :scheme https, :path /, :authority "a.test" (literal)
+    let egress = frame(1, 5, 9, b"\x82\x87\x84\x41\x06a.test");
+    let mut ingress = frame(1, 4, 9, b"\x88"); // :status 200
+    ingress.extend(frame(0, 1, 9, b"ok"));
+    let (t, calls) = run(vec![
+        open(1, Role::Unknown),
+        data(1, Source::OpenSsl, Direction::Egress, 0, &egress),
+        data(1, Source::OpenSsl, Direction::Ingress, 0, &ingress),
+        close(1),
+    ]);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.exchange.protocol, crate::calls::Protocol::Http2);
+    assert_eq!(c.exchange.stream_id, Some(9));
+    assert_eq!(c.exchange.path.as_deref(), Some("/"));
+    assert_eq!(c.exchange.status, Some(200));
+    assert_eq!(t.stats.not_http, 0);
+}

@@ -235,6 +235,44 @@ pub fn looks_like_frames(prefix: &[u8]) -> bool {
     }
 }
 
+/// For a direction joined mid-connection: does its first HEADERS frame
+/// carry a response (`Some(true)`: first field `:status`) or a request
+/// (`Some(false)`: `:method`, `:scheme`, `:path` or `:authority`)? Only
+/// static-table references are used, so no HPACK state is needed; `None`
+/// when no HEADERS frame is seen or its first field says nothing.
+pub fn first_headers_is_response(frames: &[u8]) -> Option<bool> {
+    let mut p = 0usize;
+    while let Some(h) = frames.get(p..).and_then(parse_frame_header) {
+        let payload = p + FRAME_HEADER_LEN;
+        if h.ty == T_HEADERS {
+            let mut q = payload;
+            if h.flags & F_PADDED != 0 {
+                q += 1;
+            }
+            if h.flags & F_PRIORITY != 0 {
+                q += 5;
+            }
+            let b = *frames.get(q)?;
+            let idx = if b & 0x80 != 0 {
+                b & 0x7f
+            } else if b & 0xc0 == 0x40 {
+                b & 0x3f
+            } else if b & 0xe0 == 0 || b & 0xf0 == 0x10 {
+                b & 0x0f
+            } else {
+                return None;
+            };
+            return match idx {
+                1..=7 => Some(false),
+                8..=14 => Some(true),
+                _ => None,
+            };
+        }
+        p = payload.checked_add(h.len as usize)?;
+    }
+    None
+}
+
 #[derive(Debug)]
 enum Mode {
     /// Expecting the client preface; bytes matched so far.
