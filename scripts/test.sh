@@ -3,7 +3,9 @@
 #   sudo bash scripts/test.sh
 # Installs build and test dependencies, then: cargo fmt --check, clippy
 # (-D warnings), build, unit + end-to-end tests (real BPF; the e2e tests
-# run one at a time), and the fuzz smoke run when fuzz/smoke.sh exists.
+# run one at a time), the fuzz smoke run when fuzz/smoke.sh exists, and the
+# packaging release check (.deb + lintian + install into a cached debootstrap
+# root; QMON_SKIP_RELEASE_CHECK=1 skips it).
 # Runs every step it can, prints a summary, exits non-zero on any failure.
 set -uo pipefail
 # shellcheck source=scripts/common.sh
@@ -13,6 +15,10 @@ require_root
 ensure_build_deps
 ensure_packages curl nginx-light python3 openssl tmux sqlite3 prometheus \
     python3-h2 python3-httpx python3-grpcio
+# tests/tests/packaging.rs: systemd-analyze verify, kubectl kustomize.
+ensure_packages systemd
+command -v kubectl >/dev/null 2>&1 || (ensure_packages kubectl) ||
+    echo "qmon: kubectl not installable here; the kustomize test in tests/tests/packaging.rs will fail" >&2
 ensure_cargo
 ensure_tracefs
 cd "$QMON_ROOT"
@@ -69,6 +75,13 @@ if [ -f fuzz/smoke.sh ]; then
     step "fuzz smoke" bash fuzz/smoke.sh
 else
     skip "fuzz smoke" "no fuzz/smoke.sh"
+fi
+if [ "${QMON_SKIP_RELEASE_CHECK:-0}" = 1 ]; then
+    skip "packaging release check" "QMON_SKIP_RELEASE_CHECK=1"
+else
+    # ~20 s once cached; the first run on a machine also installs cargo-deb,
+    # builds release and debootstraps (see packaging/README.md).
+    step "packaging release check" bash packaging/release-check.sh
 fi
 
 echo

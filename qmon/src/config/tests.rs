@@ -113,3 +113,22 @@ fn load_names_the_file() {
         .to_string();
     assert!(e.contains("missing.toml: cannot read it"), "{e}");
 }
+
+/// The config files we ship must parse with the real parser.
+#[test]
+fn shipped_configs_parse() {
+    for (name, text) in [
+        (
+            "packaging/qmon.toml",
+            include_str!("../../../packaging/qmon.toml"),
+        ),
+        (
+            "packaging/kubernetes/qmon.toml",
+            include_str!("../../../packaging/kubernetes/qmon.toml"),
+        ),
+    ] {
+        if let Err(e) = parse(text) {
+            panic!("{name}: {e}");
+        }
+    }
+}
