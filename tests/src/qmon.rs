@@ -166,6 +166,11 @@ impl Qmon {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Still running (has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
     /// Snapshot of stdout lines so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
