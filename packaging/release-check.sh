@@ -46,8 +46,18 @@ if ! cargo deb --version >/dev/null 2>&1; then
     echo "==> cargo install cargo-deb"
     cargo install --locked cargo-deb
 fi
-echo "==> cargo build --release -p qmon"
-cargo build --release --locked -p qmon
+if [ "${QMON_PKG_PROFILE:-release}" = debug ]; then
+    # CI: package the debug build the test step already made. Same files,
+    # same lintian and install checks, an unoptimised binary; a second
+    # from-scratch release build would cost CI about ten minutes.
+    echo "==> packaging the debug build (QMON_PKG_PROFILE=debug)"
+    cargo build --locked -p qmon
+    mkdir -p "$TARGET/release"
+    cp "$TARGET/debug/qmon" "$TARGET/release/qmon"
+else
+    echo "==> cargo build --release -p qmon"
+    cargo build --release --locked -p qmon
+fi
 gzip -9n <packaging/qmon.8 >"$TARGET/release/qmon.8.gz"
 lap "build (cargo, release)"
 

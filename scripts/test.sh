@@ -81,6 +81,8 @@ if [ "${QMON_SKIP_RELEASE_CHECK:-0}" = 1 ]; then
 else
     # ~20 s once cached; the first run on a machine also installs cargo-deb,
     # builds release and debootstraps (see packaging/README.md).
+    # Packages the debug build from the test step (see packaging/README.md).
+    export QMON_PKG_PROFILE=${QMON_PKG_PROFILE:-debug}
     step "packaging release check" bash packaging/release-check.sh
 fi
 
