@@ -36,6 +36,19 @@ echo "kernel $(uname -r)" >"$OUT/doctor.log"
 "$QMON_BIN" doctor >>"$OUT/doctor.log" 2>&1
 echo "doctor exit $?" >>"$OUT/doctor.log"
 
+# The start-up log names the attach mode actually used (doctor says which
+# one qmon would pick): start `qmon trace`, wait for ready, stop it.
+"$QMON_BIN" trace >/dev/null 2>"$OUT/startup.log" &
+pid=$!
+for _ in $(seq 1200); do
+    grep -q 'qmon: ready' "$OUT/startup.log" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -INT "$pid" 2>/dev/null
+wait "$pid"
+echo "trace exit $?" >>"$OUT/startup.log"
+
 rc=0
 for bin in $BINARIES; do
     name=$(basename "$bin")
