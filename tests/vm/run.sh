@@ -281,7 +281,7 @@ main() {
             summary+=("$(printf '%-6s passed: %s, hooks %s (doctor) / %s (start-up log), %s tests, %ss' "$entry" "$(cat "$kdir/version")" "$mode" "$started" "$passed" "$dt")")
         else
             failed=1
-            summary+=("$(printf '%-6s FAILED: %s, hooks %s, %s passed; failed: %s(%ss; logs %s)' "$entry" "$(cat "$kdir/version")" "${mode:-?}" "${passed:-0}" "${failures:-see logs }" "$dt" "$out")")
+            summary+=("$(printf '%-6s FAILED: %s, hooks %s (doctor) / %s (start-up log), %s passed; failed: %s(%ss; logs %s)' "$entry" "$(cat "$kdir/version")" "${mode:-?}" "${started:-?}" "${passed:-0}" "${failures:-see logs }" "$dt" "$out")")
             for f in "$out"/test-*.log; do
                 grep -q 'FAILED\|panicked\|error' "$f" && { echo "---- $f" >&2; tail -n 60 "$f" >&2; }
             done
