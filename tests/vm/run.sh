@@ -248,10 +248,11 @@ main() {
         kdir="$CACHE/$pkg"
         out="$RUN/$entry"
         mkdir -p "$out"
+        # Sourced by guest.sh: quote every value.
         {
-            echo "QMON_BIN=$QMON_BIN_PATH"
-            echo "QMON_VM_TESTS=${QMON_VM_TESTS:-}"
-            echo "BINARIES=\"$(tr '\n' ' ' <"$RUN/binaries")\""
+            printf 'QMON_BIN=%q\n' "$QMON_BIN_PATH"
+            printf 'QMON_VM_TESTS=%q\n' "${QMON_VM_TESTS:-}"
+            printf 'BINARIES=%q\n' "$(tr '\n' ' ' <"$RUN/binaries")"
         } >"$out/job"
         make_initrd "$kdir" "$out/initrd.gz" || die "packing the initramfs failed"
         log "$entry: booting $pkg ($(cat "$kdir/version"))"
