@@ -216,7 +216,7 @@ boot() {
 
 # `qmon doctor` prints "socket hooks      kprobe (…)"; the start-up log
 # "capturing: socket hooks attached with kprobes|syscall tracepoints".
-doctor_mode() { awk '$1 == "socket" && $2 == "hooks" {print $3; exit}'; }
+doctor_mode() { awk '$1 == "socket" && $2 == "hooks" && m == "" {m = $3} END {print m}'; }
 startup_mode() {
     sed -n 's/.*socket hooks attached with \(kprobes\|syscall tracepoints\).*/\1/p' |
         head -n1 | sed 's/kprobes/kprobe/; s/syscall tracepoints/tracepoint/'
