@@ -71,6 +71,8 @@ if step "cargo build" cargo build --workspace -q; then
 else
     skip "tests (unit + e2e)" "build failed"
 fi
+# Kernels with kprobes (Debian 6.1, 6.12) in QEMU guests: docs/compatibility.md.
+step "kernel matrix (VMs)" bash tests/vm/run.sh
 if [ -f fuzz/smoke.sh ]; then
     step "fuzz smoke" bash fuzz/smoke.sh
 else
