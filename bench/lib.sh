@@ -75,6 +75,7 @@ start_tracer() {
 	local kind=$1
 	shift
 	TRACER_PID=
+	rm -f "$WORK/tracer.err" "$WORK/tracer.out"
 	case $kind in
 	none) return 0 ;;
 	record)
@@ -86,13 +87,14 @@ start_tracer() {
 		"$QMON" record --bench-noop --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
 		;;
 	bpftrace)
-		BPFTRACE_STRLEN=200 bpftrace "$BENCH_DIR/peer-bpftrace.bt" >/dev/null 2>"$WORK/tracer.err" &
+		# bpftrace prints "Attaching N probes..." on stdout, with the capture.
+		BPFTRACE_STRLEN=200 bpftrace "$BENCH_DIR/peer-bpftrace.bt" >"$WORK/tracer.out" 2>"$WORK/tracer.err" &
 		;;
 	*) echo "unknown tracer $kind" >&2; exit 1 ;;
 	esac
 	TRACER_PID=$!
 	for _ in $(seq 300); do
-		if grep -q "qmon: ready\|Attaching" "$WORK/tracer.err" 2>/dev/null; then
+		if grep -qs "qmon: ready" "$WORK/tracer.err" || grep -qs "Attaching" "$WORK/tracer.out"; then
 			sleep 0.5
 			return 0
 		fi
@@ -109,6 +111,7 @@ stop_tracer() {
 		kill -INT "$TRACER_PID"
 		wait "$TRACER_PID" 2>/dev/null || true
 	fi
+	rm -f "$WORK/tracer.out"
 	TRACER_PID=
 }
 
