@@ -12,6 +12,16 @@ WORK=$(mktemp -d /dev/shm/qmon-bench.XXXXXX)   # tmpfs: databases, nginx state
 TLS_PORT=18443
 HTTP_PORT=18080
 TRACER_PID=
+# PIN=1: the workload (nginx, client) on CPU 0, the tracer on CPU 1, so the
+# tracer's userspace CPU is not taken from the traced loop.
+if [ "${PIN:-0}" = 1 ]; then
+	ON_APP="taskset -c 0"
+	ON_TRACER="taskset -c 1"
+else
+	ON_APP=
+	ON_TRACER=
+fi
+CLIENT="$ON_APP $CLIENT"
 
 need() {
 	for c in "$@"; do
@@ -60,7 +70,7 @@ http {
 	}
 }
 CONF
-	nginx -p "$WORK" -c "$WORK/nginx.conf"
+	$ON_APP nginx -p "$WORK" -c "$WORK/nginx.conf"
 	for _ in $(seq 50); do
 		curl -sk -o /dev/null "https://127.0.0.1:$TLS_PORT/small" && return 0
 		sleep 0.1
@@ -80,15 +90,15 @@ start_tracer() {
 	none) return 0 ;;
 	record)
 		rm -f "$WORK"/qmon.db*
-		"$QMON" record --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
+		$ON_TRACER "$QMON" record --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
 		;;
 	noop)
 		rm -f "$WORK"/qmon.db*
-		"$QMON" record --bench-noop --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
+		$ON_TRACER "$QMON" record --bench-noop --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
 		;;
 	bpftrace)
 		# bpftrace prints "Attaching N probes..." on stdout, with the capture.
-		BPFTRACE_STRLEN=200 bpftrace "$BENCH_DIR/peer-bpftrace.bt" >"$WORK/tracer.out" 2>"$WORK/tracer.err" &
+		BPFTRACE_STRLEN=200 $ON_TRACER bpftrace "$BENCH_DIR/peer-bpftrace.bt" >"$WORK/tracer.out" 2>"$WORK/tracer.err" &
 		;;
 	*) echo "unknown tracer $kind" >&2; exit 1 ;;
 	esac

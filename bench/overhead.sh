@@ -10,6 +10,8 @@
 # SECONDS each; the table shows medians and ratios.
 #
 #   bench/overhead.sh            # REPS=3 SECONDS_PER_RUN=4 by default
+#   PIN=1 WORKLOADS="https:/small http:/16k" bench/overhead.sh
+#                                # workload on CPU 0, tracer on CPU 1
 . "$(dirname "$0")/lib.sh"
 need nginx bpftrace openssl curl
 REPS=${REPS:-3}
@@ -18,7 +20,7 @@ RES=$WORK/overhead.tsv
 start_nginx
 machine
 
-WORKLOADS="https:/small https:/16k http:/small http:/16k"
+WORKLOADS=${WORKLOADS:-https:/small https:/16k http:/small http:/16k}
 for rep in $(seq "$REPS"); do
 	for wl in $WORKLOADS; do
 		scheme=${wl%%:*}
@@ -64,5 +66,5 @@ for wl in $WORKLOADS; do
 	done
 done
 echo
-echo "(REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's.)"
+echo "(PIN=${PIN:-0}; REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's.)"
 machine

@@ -86,7 +86,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     table.flush_all(u64::MAX / 2, &mut calls);
     send(&mut calls);
-    drop(send);
     let fed_s = t.elapsed().as_secs_f64();
     let stats = store.flush_and_close()?;
     let total_s = t.elapsed().as_secs_f64();
