@@ -38,6 +38,24 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Live terminal view of outbound calls (htop-style); `--once` for text.
     Top(TopArgs),
+    /// Benchmarks: replay `qmon trace` output through the pipeline.
+    #[command(hide = true)]
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// A `qmon trace` capture (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+
+    /// Database to write (created; use a tmpfs path for benchmarks).
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+
+    /// Passes over the recording (each on fresh connection ids).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub rounds: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -53,6 +71,11 @@ pub struct CaptureArgs {
     /// Attach socket hooks this way instead of probing the kernel.
     #[arg(long, value_enum, value_name = "MODE")]
     pub attach_mode: Option<AttachModeArg>,
+
+    /// Benchmarks only: attach every program but make each return at once
+    /// (the bare cost of the probes). Captures nothing.
+    #[arg(long, hide = true)]
+    pub bench_noop: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

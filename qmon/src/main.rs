@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Trace(a) => cmd::trace::run(a),
         cli::Command::Doctor(a) => cmd::doctor::run(a),
         cli::Command::Top(a) => cmd::top::run(a),
+        cli::Command::Replay(a) => cmd::replay::run(a),
     };
     match result {
         Ok(code) => code,

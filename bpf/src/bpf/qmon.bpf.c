@@ -35,6 +35,13 @@ const volatile __u64 wakeup_bytes = 256 * 1024;
 /* Emit data for accepted (server-side) sockets too. Off: they are labelled
  * at accept and muted. */
 const volatile bool capture_server = false;
+/* Benchmarks only (`--bench-noop`): every program returns at once, so the
+ * same programs attach at the same points and do nothing. That is the floor
+ * against which the cost of the real programs is measured. */
+const volatile bool qmon_bench_noop = false;
+#define NOOP_GUARD            \
+	if (qmon_bench_noop)  \
+		return 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -543,39 +550,45 @@ static __always_inline void close_enter(int fd)
 #define tp_enter_t struct trace_event_raw_sys_enter
 #define tp_exit_t struct trace_event_raw_sys_exit
 
-TP_ENTER(connect) int tp_connect_enter(tp_enter_t *ctx) { connect_enter(ctx->args[0]); return 0; }
-TP_EXIT(connect) int tp_connect_exit(tp_exit_t *ctx) { connect_exit(ctx->ret); return 0; }
-TP_EXIT(accept) int tp_accept_exit(tp_exit_t *ctx) { accept_exit(ctx->ret); return 0; }
-TP_EXIT(accept4) int tp_accept4_exit(tp_exit_t *ctx) { accept_exit(ctx->ret); return 0; }
-TP_ENTER(close) int tp_close_enter(tp_enter_t *ctx) { close_enter(ctx->args[0]); return 0; }
+TP_ENTER(connect) int tp_connect_enter(tp_enter_t *ctx) { NOOP_GUARD connect_enter(ctx->args[0]); return 0; }
+TP_EXIT(connect) int tp_connect_exit(tp_exit_t *ctx) { NOOP_GUARD connect_exit(ctx->ret); return 0; }
+TP_EXIT(accept) int tp_accept_exit(tp_exit_t *ctx) { NOOP_GUARD accept_exit(ctx->ret); return 0; }
+TP_EXIT(accept4) int tp_accept4_exit(tp_exit_t *ctx) { NOOP_GUARD accept_exit(ctx->ret); return 0; }
+TP_ENTER(close) int tp_close_enter(tp_enter_t *ctx) { NOOP_GUARD close_enter(ctx->args[0]); return 0; }
 
 TP_ENTER(write) int tp_write_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_EGRESS);
 	return 0;
 }
 TP_ENTER(sendto) int tp_sendto_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_EGRESS);
 	return 0;
 }
 TP_ENTER(writev) int tp_writev_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QMON_DIR_EGRESS);
 	return 0;
 }
 TP_ENTER(read) int tp_read_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_INGRESS);
 	return 0;
 }
 TP_ENTER(recvfrom) int tp_recvfrom_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_INGRESS);
 	return 0;
 }
 TP_ENTER(readv) int tp_readv_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QMON_DIR_INGRESS);
 	return 0;
 }
@@ -591,48 +604,55 @@ static __always_inline void msg_enter(int fd, struct user_msghdr *msg, __u8 dir)
 
 TP_ENTER(sendmsg) int tp_sendmsg_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	msg_enter(ctx->args[0], (void *)ctx->args[1], QMON_DIR_EGRESS);
 	return 0;
 }
 TP_ENTER(recvmsg) int tp_recvmsg_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	msg_enter(ctx->args[0], (void *)ctx->args[1], QMON_DIR_INGRESS);
 	return 0;
 }
 
-TP_EXIT(write) int tp_write_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(sendto) int tp_sendto_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(writev) int tp_writev_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(sendmsg) int tp_sendmsg_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(read) int tp_read_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(recvfrom) int tp_recvfrom_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(readv) int tp_readv_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
-TP_EXIT(recvmsg) int tp_recvmsg_exit(tp_exit_t *ctx) { data_exit(ctx->ret); return 0; }
+TP_EXIT(write) int tp_write_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(sendto) int tp_sendto_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(writev) int tp_writev_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(sendmsg) int tp_sendmsg_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(read) int tp_read_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(recvfrom) int tp_recvfrom_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(readv) int tp_readv_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
+TP_EXIT(recvmsg) int tp_recvmsg_exit(tp_exit_t *ctx) { NOOP_GUARD data_exit(ctx->ret); return 0; }
 
 /* ---- the same hooks as kprobes on the syscalls ---------------------- */
 
 SEC("ksyscall/connect") int BPF_KSYSCALL(kp_connect_enter, int fd)
 {
+	NOOP_GUARD
 	connect_enter(fd);
 	return 0;
 }
 SEC("kretsyscall/connect") int BPF_KRETPROBE(kp_connect_exit, long ret)
 {
+	NOOP_GUARD
 	connect_exit(ret);
 	return 0;
 }
 SEC("kretsyscall/accept") int BPF_KRETPROBE(kp_accept_exit, long ret)
 {
+	NOOP_GUARD
 	accept_exit(ret);
 	return 0;
 }
 SEC("kretsyscall/accept4") int BPF_KRETPROBE(kp_accept4_exit, long ret)
 {
+	NOOP_GUARD
 	accept_exit(ret);
 	return 0;
 }
 SEC("ksyscall/close") int BPF_KSYSCALL(kp_close_enter, int fd)
 {
+	NOOP_GUARD
 	close_enter(fd);
 	return 0;
 }
@@ -640,11 +660,13 @@ SEC("ksyscall/close") int BPF_KSYSCALL(kp_close_enter, int fd)
 #define KP_DATA(name, dir, vec)                                                              \
 	SEC("ksyscall/" #name) int BPF_KSYSCALL(kp_##name##_enter, int fd, __u64 buf, __u64 cnt) \
 	{                                                                                    \
+		NOOP_GUARD                                                                   \
 		data_enter(fd, buf, vec ? cnt : 0, dir);                                     \
 		return 0;                                                                    \
 	}                                                                                    \
 	SEC("kretsyscall/" #name) int BPF_KRETPROBE(kp_##name##_exit, long ret)              \
 	{                                                                                    \
+		NOOP_GUARD                                                                   \
 		data_exit(ret);                                                              \
 		return 0;                                                                    \
 	}
@@ -658,21 +680,25 @@ KP_DATA(readv, QMON_DIR_INGRESS, 1)
 
 SEC("ksyscall/sendmsg") int BPF_KSYSCALL(kp_sendmsg_enter, int fd, struct user_msghdr *msg)
 {
+	NOOP_GUARD
 	msg_enter(fd, msg, QMON_DIR_EGRESS);
 	return 0;
 }
 SEC("kretsyscall/sendmsg") int BPF_KRETPROBE(kp_sendmsg_exit, long ret)
 {
+	NOOP_GUARD
 	data_exit(ret);
 	return 0;
 }
 SEC("ksyscall/recvmsg") int BPF_KSYSCALL(kp_recvmsg_enter, int fd, struct user_msghdr *msg)
 {
+	NOOP_GUARD
 	msg_enter(fd, msg, QMON_DIR_INGRESS);
 	return 0;
 }
 SEC("kretsyscall/recvmsg") int BPF_KRETPROBE(kp_recvmsg_exit, long ret)
 {
+	NOOP_GUARD
 	data_exit(ret);
 	return 0;
 }
@@ -756,32 +782,38 @@ static __always_inline void ssl_exit(long ret)
 
 SEC("uprobe") int BPF_UPROBE(ssl_write_enter, void *ssl, void *buf, int num)
 {
+	NOOP_GUARD
 	ssl_enter(ssl, buf, NULL, QMON_DIR_EGRESS);
 	return 0;
 }
 SEC("uprobe") int BPF_UPROBE(ssl_read_enter, void *ssl, void *buf, int num)
 {
+	NOOP_GUARD
 	ssl_enter(ssl, buf, NULL, QMON_DIR_INGRESS);
 	return 0;
 }
 SEC("uprobe") int BPF_UPROBE(ssl_write_ex_enter, void *ssl, void *buf, size_t num, size_t *written)
 {
+	NOOP_GUARD
 	ssl_enter(ssl, buf, written, QMON_DIR_EGRESS);
 	return 0;
 }
 SEC("uprobe") int BPF_UPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *readbytes)
 {
+	NOOP_GUARD
 	ssl_enter(ssl, buf, readbytes, QMON_DIR_INGRESS);
 	return 0;
 }
 /* All four return int: bytes (plain) or 1/0 (_ex). */
 SEC("uretprobe") int BPF_URETPROBE(ssl_rw_exit, int ret)
 {
+	NOOP_GUARD
 	ssl_exit(ret);
 	return 0;
 }
 SEC("uprobe") int BPF_UPROBE(ssl_free_enter, void *ssl)
 {
+	NOOP_GUARD
 	struct qmon_ssl_key key = { .ssl = (__u64)ssl, .tgid = bpf_get_current_pid_tgid() >> 32 };
 
 	bpf_map_delete_elem(&ssls, &key);
@@ -810,6 +842,7 @@ static __always_inline void proc_emit(struct qmon_proc_event *p, __u8 kind, __u6
 SEC("tracepoint/sched/sched_process_exec")
 int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
+	NOOP_GUARD
 	__u64 id = bpf_get_current_pid_tgid();
 	struct qmon_proc_event *p = proc_scratch_get();
 	unsigned int off = ctx->__data_loc_filename & 0xFFFF;
@@ -824,6 +857,7 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 SEC("tracepoint/sched/sched_process_exit")
 int proc_exit(void *ctx)
 {
+	NOOP_GUARD
 	__u64 id = bpf_get_current_pid_tgid();
 	struct qmon_proc_event *p;
 
@@ -859,6 +893,7 @@ static __always_inline bool is_libssl(const char *path)
 SEC("tracepoint/syscalls/sys_enter_openat")
 int lib_openat_enter(tp_enter_t *ctx)
 {
+	NOOP_GUARD
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 name = ctx->args[1];
 	struct qmon_proc_event *p;
@@ -882,6 +917,7 @@ int lib_openat_enter(tp_enter_t *ctx)
 SEC("tracepoint/syscalls/sys_exit_openat")
 int lib_openat_exit(tp_exit_t *ctx)
 {
+	NOOP_GUARD
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *name = bpf_map_lookup_elem(&open_args_map, &id);
 	struct qmon_proc_event *p;

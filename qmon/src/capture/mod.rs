@@ -9,6 +9,7 @@ pub mod events;
 pub mod kernel;
 pub mod pause;
 pub mod procinfo;
+pub mod replay;
 pub mod tls_libs;
 
 use std::collections::{HashMap, HashSet};
@@ -45,6 +46,9 @@ pub struct CaptureOptions {
     pub poll_interval: Duration,
     /// Also emit data of accepted (server-side) sockets.
     pub capture_server: bool,
+    /// Benchmarks only: every BPF program returns at once (sets
+    /// `qmon_bench_noop`), so only the bare cost of the probes remains.
+    pub bench_noop: bool,
 }
 
 impl Default for CaptureOptions {
@@ -55,6 +59,7 @@ impl Default for CaptureOptions {
             mode: None,
             poll_interval: Duration::from_millis(50),
             capture_server: false,
+            bench_noop: false,
         }
     }
 }
@@ -577,6 +582,7 @@ fn load<'o>(
         // drains on its poll interval.
         ro.wakeup_bytes = (opts.ring_size / 8) as u64;
         ro.capture_server = opts.capture_server;
+        ro.qmon_bench_noop = opts.bench_noop;
     }
     open.maps
         .events

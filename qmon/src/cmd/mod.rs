@@ -3,6 +3,7 @@
 pub mod doctor;
 pub mod query;
 pub mod record;
+pub mod replay;
 pub mod top;
 pub mod trace;
 
@@ -37,6 +38,7 @@ pub fn capture_options(a: &CaptureArgs) -> CaptureOptions {
             AttachModeArg::Kprobe => AttachMode::Kprobe,
             AttachModeArg::Tracepoint => AttachMode::Tracepoint,
         }),
+        bench_noop: a.bench_noop,
         ..CaptureOptions::default()
     }
 }

@@ -181,9 +181,10 @@ impl Writer {
                         id
                     }
                 };
+                // Borrow the values: cloning them copied every body again.
+                let pid = rusqlite::types::Value::Integer(pid);
                 insert.execute(params_from_iter(
-                    std::iter::once(rusqlite::types::Value::Integer(pid))
-                        .chain(row.values.iter().cloned()),
+                    std::iter::once(&pid).chain(row.values.iter()),
                 ))?;
             }
         }

@@ -1,0 +1,70 @@
+#!/bin/bash
+# Overhead of tracing on a keep-alive HTTP(S) client loop (bench/client.py,
+# system OpenSSL) against a local nginx, side by side:
+#   none      no tracing
+#   noop      qmon record --bench-noop: the same BPF programs at the same
+#             attach points, each returning at once (the floor)
+#   record    qmon record, default settings, database on tmpfs
+#   bpftrace  bench/peer-bpftrace.bt (HTTPS rows only)
+# Conditions are interleaved (order rotated every round), REPS rounds of
+# SECONDS each; the table shows medians and ratios.
+#
+#   bench/overhead.sh            # REPS=3 SECONDS_PER_RUN=4 by default
+#   PIN=1 WORKLOADS="https:/small http:/16k" bench/overhead.sh
+#                                # workload on CPU 0, tracer on CPU 1
+. "$(dirname "$0")/lib.sh"
+need nginx bpftrace openssl curl
+REPS=${REPS:-3}
+SECS=${SECONDS_PER_RUN:-4}
+RES=$WORK/overhead.tsv
+start_nginx
+machine
+
+WORKLOADS=${WORKLOADS:-https:/small https:/16k http:/small http:/16k}
+for rep in $(seq "$REPS"); do
+	for wl in $WORKLOADS; do
+		scheme=${wl%%:*}
+		path=${wl#*:}
+		if [ "$scheme" = https ]; then
+			conds="none noop record bpftrace"
+			args="--tls --port $TLS_PORT"
+		else
+			conds="none noop record"
+			args="--port $HTTP_PORT"
+		fi
+		# Rotate the order each round so no condition always runs first.
+		set -- $conds
+		for _ in $(seq $(((rep - 1) % $#))); do set -- "${@:2}" "$1"; done
+		for cond in "$@"; do
+			start_tracer "$cond"
+			out=$($CLIENT $args --path "$path" --seconds "$SECS")
+			stop_tracer
+			printf '%s\t%s\t%s\t%s\t%s\n' "$scheme$path" "$cond" \
+				"$(jget "$out" rps)" "$(jget "$out" p50_us)" "$(jget "$out" p99_us)" >>"$RES"
+			echo "round $rep $scheme$path $cond: $out" >&2
+		done
+	done
+done
+
+med() { awk -F'\t' -v w="$1" -v c="$2" -v k="$3" '$1 == w && $2 == c { print $k }' "$RES" | median; }
+echo
+echo "| workload | condition | req/s (median) | p50 µs | p99 µs | req/s vs none | added µs/request | added vs floor |"
+echo "|---|---|---|---|---|---|---|---|"
+for wl in $WORKLOADS; do
+	w=${wl%%:*}${wl#*:}
+	base=$(med "$w" none 3)
+	floor=$(awk -v b="$base" -v n="$(med "$w" noop 3)" 'BEGIN { print 1e6 / n - 1e6 / b }')
+	for cond in none noop record bpftrace; do
+		rps=$(med "$w" "$cond" 3)
+		[ "$rps" = nan ] && continue
+		awk -v w="$w" -v c="$cond" -v r="$rps" -v b="$base" -v f="$floor" \
+			-v p50="$(med "$w" "$cond" 4)" -v p99="$(med "$w" "$cond" 5)" 'BEGIN {
+			add = 1e6 / r - 1e6 / b
+			vs = (c == "none" || c == "noop") ? "" : (f > 0 ? sprintf("%.2f×", add / f) : "floor ≤ 0")
+			printf "| %s | %s | %.0f | %.0f | %.0f | %.3f | %.1f | %s |\n", w, c, r, p50, p99, r / b, add, vs
+		}'
+	done
+done
+echo
+echo "(PIN=${PIN:-0}; REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's.)"
+machine
