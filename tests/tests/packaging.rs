@@ -203,33 +203,8 @@ fn kustomize_renders_a_daemonset_with_what_qmon_needs() {
 
 // ----------------------------------------------------------------- config
 
-const TOP_KEYS: &[&str] = &[
-    "db",
-    "retain",
-    "max_db_size",
-    "body_limit",
-    "no_bodies",
-    "no_redact",
-    "redact",
-    "ring_size",
-    "max_chunks",
-    "attach_mode",
-    "metrics_addr",
-    "filter",
-];
-const FILTER_KEYS: &[&str] = &[
-    "include_comm",
-    "exclude_comm",
-    "include_pid",
-    "exclude_pid",
-    "include_container",
-    "exclude_container",
-    "include_host",
-    "exclude_host",
-    "include_port",
-    "exclude_port",
-    "loopback",
-];
+// The keys the daemon accepts, from the daemon itself.
+use qmon::config::{FILTER_KEYS, KEYS as TOP_KEYS};
 
 /// Parses `text` as TOML and checks every key against the contract. Returns
 /// the table for further checks.
