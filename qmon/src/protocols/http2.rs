@@ -386,6 +386,8 @@ struct Stream {
     req_ended: bool,
     resp_headers_done: bool,
     resp_ended: bool,
+    /// When the last response DATA arrived.
+    resp_data_ns: Option<u64>,
     grpc: bool,
     req_msgs: Vec<u32>,
     resp_msgs: Vec<u32>,
@@ -405,6 +407,7 @@ impl Stream {
             req_ended: false,
             resp_headers_done: false,
             resp_ended: false,
+            resp_data_ns: None,
             grpc: false,
             req_msgs: Vec::new(),
             resp_msgs: Vec::new(),
@@ -430,6 +433,17 @@ fn rank(e: &CallError) -> u8 {
         CallError::Reset(_) => 5,
         CallError::Malformed(_) => 6,
     }
+}
+
+/// The response announced a Content-Length and exactly that much body
+/// arrived, with nothing lost on the way (loss sets an error).
+fn content_length_complete(s: &Stream) -> bool {
+    s.resp_headers_done
+        && s.ex.error.is_none()
+        && s.ex
+            .resp_header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n == s.ex.resp_body.total && s.resp_data_ns.is_some())
 }
 
 fn set_error(ex: &mut Exchange, e: CallError) {
@@ -1306,6 +1320,7 @@ impl Http2Parser {
             }
             Direction::Ingress => {
                 s.ex.resp_body.push(data, limit);
+                s.resp_data_ns = Some(ts);
                 if s.grpc {
                     s.resp_framer.feed(data, &mut s.resp_msgs);
                 }
@@ -1486,7 +1501,14 @@ impl Parser for Http2Parser {
     fn close(&mut self, _ts_ns: u64, out: &mut Vec<Exchange>) {
         let streams = std::mem::take(&mut self.streams);
         for (_, mut s) in streams {
-            set_error(&mut s.ex, CallError::Incomplete);
+            if content_length_complete(&s) {
+                // The client read the whole body its Content-Length
+                // announced and closed before the END_STREAM that followed
+                // in its own (empty) frame: complete as the client saw it.
+                s.ex.timing.resp_last_ns = s.resp_data_ns;
+            } else {
+                set_error(&mut s.ex, CallError::Incomplete);
+            }
             self.emit(s, out);
         }
         self.dead = true;

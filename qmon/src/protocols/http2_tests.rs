@@ -626,6 +626,41 @@ fn close_emits_pending_as_incomplete() {
     assert_eq!(c.out[1].status, Some(200));
 }
 
+/// curl stops reading once Content-Length bytes arrived; a server that sends
+/// END_STREAM in a separate empty DATA frame then never gets it read. The
+/// exchange is complete as the client saw it; without the Content-Length
+/// match (or with a short body) it stays incomplete.
+#[test]
+fn close_after_full_content_length_is_complete() {
+    let mut c = Conn::new(ParserLimits::default());
+    c.get(1, "/full");
+    c.get(3, "/short");
+    c.get(5, "/unknown-length");
+    for (id, len, body) in [
+        (1u32, "5", &b"hello"[..]),
+        (3, "10", b"hello"),
+        (5, "", b"hello"),
+    ] {
+        let mut h = vec![(&b":status"[..], &b"200"[..])];
+        if !len.is_empty() {
+            h.push((b"content-length", len.as_bytes()));
+        }
+        let b = c.enc_s.encode(h);
+        c.send(Direction::Ingress, &frame(T_HEADERS, F_END_HEADERS, id, &b));
+        c.send(Direction::Ingress, &frame(T_DATA, 0, id, body));
+    }
+    let data_ts = c.ts;
+    c.p.close(9_000_000, &mut c.out);
+    let full = by_path(&c.out, "/full");
+    assert_eq!(full.error, None, "{full:?}");
+    assert!(full.timing.resp_last_ns.is_some_and(|t| t <= data_ts));
+    assert_eq!(by_path(&c.out, "/short").error, Some(CallError::Incomplete));
+    assert_eq!(
+        by_path(&c.out, "/unknown-length").error,
+        Some(CallError::Incomplete)
+    );
+}
+
 #[test]
 fn informational_response_is_skipped() {
     let mut c = Conn::new(ParserLimits::default());
