@@ -26,6 +26,10 @@
 #   QMON_VM_SMP       guest CPUs (default 2)
 #   QMON_VM_TIMEOUT   seconds per guest before it is killed (default 1200)
 #   QMON_VM_TESTS     optional libtest filter passed to every test binary
+#   QMON_VM_SKIP_TESTS  test names skipped in guests (default
+#                     "h2c_upgrade_from_http1": a known, open desync under
+#                     emulated timing, see docs/compatibility.md; it runs on
+#                     the host). Set empty to run it.
 #   QMON_VM_SKIP      test binaries not run in guests. Default: "harness"
 #                     (self-tests of the test servers) and the suites that
 #                     exercise userspace only, above the capture layer (top,
@@ -255,6 +259,7 @@ main() {
         {
             printf 'QMON_BIN=%q\n' "$QMON_BIN_PATH"
             printf 'QMON_VM_TESTS=%q\n' "${QMON_VM_TESTS:-}"
+            printf 'QMON_VM_SKIP_TESTS=%q\n' "${QMON_VM_SKIP_TESTS-h2c_upgrade_from_http1}"
             printf 'BINARIES=%q\n' "$(tr '\n' ' ' <"$RUN/binaries")"
         } >"$out/job"
         make_initrd "$kdir" "$out/initrd.gz" || die "packing the initramfs failed"
