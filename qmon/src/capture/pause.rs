@@ -79,34 +79,32 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// The state letter from /proc/PID/stat, and the whole line.
+    fn proc_state(pid: u32) -> (char, String) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let st = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim()
+            .chars()
+            .next()
+            .unwrap();
+        (st, stat)
+    }
+
     #[test]
     fn pauses_and_resumes_a_child_without_job_control_stop() {
         // Needs CAP_SYS_PTRACE or a same-uid child; the test suite runs as root.
         let mut child = Command::new("sleep").arg("5").spawn().unwrap();
         let pid = child.id();
         let p = pause(pid).expect("ptrace stop of our own child");
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         // 't' = tracing stop, not 'T' (job-control stop a shell would see).
-        let st = state
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .trim()
-            .chars()
-            .next()
-            .unwrap();
+        let (st, state) = proc_state(pid);
         assert_eq!(st, 't', "{state}");
         drop(p);
         std::thread::sleep(Duration::from_millis(20));
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let st = state
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .trim()
-            .chars()
-            .next()
-            .unwrap();
+        let (st, state) = proc_state(pid);
         assert_eq!(st, 'S', "resumed and sleeping: {state}");
         child.kill().unwrap();
         child.wait().unwrap();

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::calls::{route::route, scope::Scope, Call, ConnInfo, Exchange};
+use crate::capture::events::Origin;
 use crate::capture::procinfo::ProcTable;
 use crate::capture::{CaptureEvent, ConnControl, Mute, Role, Source};
 use crate::protocols::http1::Http1Parser;
@@ -164,19 +165,8 @@ impl ConnTable {
                     tgid: origin.tgid,
                     id: origin.conn_id,
                 };
-                self.make_room(calls);
-                self.conns.insert(
-                    key,
-                    Conn::new(
-                        origin.tgid,
-                        origin.fd,
-                        origin.conn_id,
-                        role,
-                        remote,
-                        comm,
-                        origin.ts_ns,
-                    ),
-                );
+                let conn = Conn::new(&origin, role, remote, comm);
+                self.track(key, conn, calls);
             }
             CaptureEvent::ConnClose { origin } => {
                 let key = ConnKey {
@@ -207,19 +197,8 @@ impl ConnTable {
                 if !self.conns.contains_key(&key) {
                     // The open event was lost, or this TLS stream's fd is
                     // not known yet.
-                    self.make_room(calls);
-                    self.conns.insert(
-                        key,
-                        Conn::new(
-                            origin.tgid,
-                            origin.fd,
-                            origin.conn_id,
-                            Role::Unknown,
-                            None,
-                            String::new(),
-                            origin.ts_ns,
-                        ),
-                    );
+                    let conn = Conn::new(&origin, Role::Unknown, None, String::new());
+                    self.track(key, conn, calls);
                 }
                 self.on_data(key, source, dir, pos, origin.ts_ns, &bytes, calls);
             }
@@ -523,6 +502,12 @@ impl ConnTable {
         }
     }
 
+    /// Start tracking a connection, evicting the oldest if the table is full.
+    fn track(&mut self, key: ConnKey, conn: Conn, calls: &mut Vec<Call>) {
+        self.make_room(calls);
+        self.conns.insert(key, conn);
+    }
+
     fn make_room(&mut self, calls: &mut Vec<Call>) {
         if self.conns.len() < self.max_conns {
             return;
@@ -543,19 +528,11 @@ impl ConnTable {
 }
 
 impl Conn {
-    fn new(
-        tgid: u32,
-        fd: i32,
-        conn_id: u64,
-        role: Role,
-        remote: Option<SocketAddr>,
-        comm: String,
-        ts: u64,
-    ) -> Self {
+    fn new(origin: &Origin, role: Role, remote: Option<SocketAddr>, comm: String) -> Self {
         Conn {
-            tgid,
-            fd,
-            conn_id,
+            tgid: origin.tgid,
+            fd: origin.fd,
+            conn_id: origin.conn_id,
             role,
             remote,
             comm,
@@ -566,7 +543,7 @@ impl Conn {
             state: State::Detecting {
                 held: [Vec::new(), Vec::new()],
             },
-            last_ts: ts,
+            last_ts: origin.ts_ns,
         }
     }
 }
