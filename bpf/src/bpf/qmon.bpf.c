@@ -22,6 +22,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define MSG_PEEK 2
+#define MSG_TRUNC 0x20
 #define O_ACCMODE 00000003
 #define O_CREAT 00000100
 #define O_TRUNC 00001000
@@ -77,8 +79,9 @@ struct data_args {
 	__u32 iovcnt; /* 0: buf is a plain buffer */
 	__s32 fd;
 	__u8 dir;
-	__u8 in_ssl; /* made from inside SSL_read/SSL_write */
-	__u8 _pad[6];
+	__u8 in_ssl;  /* made from inside SSL_read/SSL_write */
+	__u8 discard; /* MSG_TRUNC: bytes consumed but not copied to buf */
+	__u8 _pad[5];
 };
 
 struct ssl_args {
@@ -410,15 +413,18 @@ static __always_inline bool looks_like_tls(__u64 buf, __u32 iovcnt)
 	return b[0] >= 20 && b[0] <= 23 && b[1] == 3;
 }
 
-static __always_inline void data_enter(int fd, __u64 buf, __u32 iovcnt, __u8 dir)
+static __always_inline void data_enter(int fd, __u64 buf, __u32 iovcnt, __u8 dir, __u64 flags)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct qmon_conn_key key = { .tgid = id >> 32, .fd = fd };
-	struct data_args a = { .buf = buf, .iovcnt = iovcnt, .fd = fd, .dir = dir };
+	struct data_args a = { .buf = buf, .iovcnt = iovcnt, .fd = fd, .dir = dir,
+			       .discard = !!(flags & MSG_TRUNC) };
 	struct ssl_args *sa;
 	struct qmon_conn_state *st;
 
-	if (is_self(id))
+	/* A peek leaves the bytes queued: the read that consumes them reports
+	 * them (curl peeks one byte to check a connection before reusing it). */
+	if (is_self(id) || (flags & MSG_PEEK))
 		return;
 	sa = bpf_map_lookup_elem(&ssl_args_map, &id);
 	if (sa) {
@@ -464,6 +470,11 @@ static __always_inline void data_exit(long ret)
 	}
 	if (st->flags & (QMON_CONN_TLS | QMON_CONN_MUTE_SYSCALL | QMON_CONN_MUTE_ALL))
 		return;
+	if (a.discard) {
+		/* Consumed unseen: the position jump shows the daemon a gap. */
+		st->pos[a.dir & 1] += ret;
+		return;
+	}
 	if (st->pos[0] == 0 && st->pos[1] == 0 && looks_like_tls(a.buf, a.iovcnt)) {
 		/* A handshake outside SSL_read/SSL_write, or TLS from a library
 		 * qmon does not probe: never emit it as plaintext. */
@@ -559,59 +570,59 @@ TP_ENTER(close) int tp_close_enter(tp_enter_t *ctx) { NOOP_GUARD close_enter(ctx
 TP_ENTER(write) int tp_write_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_EGRESS);
+	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_EGRESS, 0);
 	return 0;
 }
 TP_ENTER(sendto) int tp_sendto_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_EGRESS);
+	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_EGRESS, 0);
 	return 0;
 }
 TP_ENTER(writev) int tp_writev_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QMON_DIR_EGRESS);
+	data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QMON_DIR_EGRESS, 0);
 	return 0;
 }
 TP_ENTER(read) int tp_read_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_INGRESS);
+	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_INGRESS, 0);
 	return 0;
 }
 TP_ENTER(recvfrom) int tp_recvfrom_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_INGRESS);
+	data_enter(ctx->args[0], ctx->args[1], 0, QMON_DIR_INGRESS, ctx->args[3]);
 	return 0;
 }
 TP_ENTER(readv) int tp_readv_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QMON_DIR_INGRESS);
+	data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QMON_DIR_INGRESS, 0);
 	return 0;
 }
 
-static __always_inline void msg_enter(int fd, struct user_msghdr *msg, __u8 dir)
+static __always_inline void msg_enter(int fd, struct user_msghdr *msg, __u8 dir, __u64 flags)
 {
 	struct user_msghdr m = {};
 
 	if (bpf_probe_read_user(&m, sizeof(m), msg))
 		return;
-	data_enter(fd, (__u64)m.msg_iov, m.msg_iovlen ? m.msg_iovlen : 1, dir);
+	data_enter(fd, (__u64)m.msg_iov, m.msg_iovlen ? m.msg_iovlen : 1, dir, flags);
 }
 
 TP_ENTER(sendmsg) int tp_sendmsg_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	msg_enter(ctx->args[0], (void *)ctx->args[1], QMON_DIR_EGRESS);
+	msg_enter(ctx->args[0], (void *)ctx->args[1], QMON_DIR_EGRESS, 0);
 	return 0;
 }
 TP_ENTER(recvmsg) int tp_recvmsg_enter(tp_enter_t *ctx)
 {
 	NOOP_GUARD
-	msg_enter(ctx->args[0], (void *)ctx->args[1], QMON_DIR_INGRESS);
+	msg_enter(ctx->args[0], (void *)ctx->args[1], QMON_DIR_INGRESS, ctx->args[2]);
 	return 0;
 }
 
@@ -658,10 +669,12 @@ SEC("ksyscall/close") int BPF_KSYSCALL(kp_close_enter, int fd)
 }
 
 #define KP_DATA(name, dir, vec)                                                              \
-	SEC("ksyscall/" #name) int BPF_KSYSCALL(kp_##name##_enter, int fd, __u64 buf, __u64 cnt) \
+	SEC("ksyscall/" #name)                                                               \
+	int BPF_KSYSCALL(kp_##name##_enter, int fd, __u64 buf, __u64 cnt, __u64 flags)      \
 	{                                                                                    \
 		NOOP_GUARD                                                                   \
-		data_enter(fd, buf, vec ? cnt : 0, dir);                                     \
+		/* Only recvfrom's 4th argument is flags. */                                 \
+		data_enter(fd, buf, vec ? cnt : 0, dir, KP_FLAGS_##name(flags));            \
 		return 0;                                                                    \
 	}                                                                                    \
 	SEC("kretsyscall/" #name) int BPF_KRETPROBE(kp_##name##_exit, long ret)              \
@@ -671,6 +684,12 @@ SEC("ksyscall/close") int BPF_KSYSCALL(kp_close_enter, int fd)
 		return 0;                                                                    \
 	}
 
+#define KP_FLAGS_write(f) 0
+#define KP_FLAGS_sendto(f) 0
+#define KP_FLAGS_writev(f) 0
+#define KP_FLAGS_read(f) 0
+#define KP_FLAGS_recvfrom(f) (f)
+#define KP_FLAGS_readv(f) 0
 KP_DATA(write, QMON_DIR_EGRESS, 0)
 KP_DATA(sendto, QMON_DIR_EGRESS, 0)
 KP_DATA(writev, QMON_DIR_EGRESS, 1)
@@ -681,7 +700,7 @@ KP_DATA(readv, QMON_DIR_INGRESS, 1)
 SEC("ksyscall/sendmsg") int BPF_KSYSCALL(kp_sendmsg_enter, int fd, struct user_msghdr *msg)
 {
 	NOOP_GUARD
-	msg_enter(fd, msg, QMON_DIR_EGRESS);
+	msg_enter(fd, msg, QMON_DIR_EGRESS, 0);
 	return 0;
 }
 SEC("kretsyscall/sendmsg") int BPF_KRETPROBE(kp_sendmsg_exit, long ret)
@@ -690,10 +709,11 @@ SEC("kretsyscall/sendmsg") int BPF_KRETPROBE(kp_sendmsg_exit, long ret)
 	data_exit(ret);
 	return 0;
 }
-SEC("ksyscall/recvmsg") int BPF_KSYSCALL(kp_recvmsg_enter, int fd, struct user_msghdr *msg)
+SEC("ksyscall/recvmsg")
+int BPF_KSYSCALL(kp_recvmsg_enter, int fd, struct user_msghdr *msg, __u64 flags)
 {
 	NOOP_GUARD
-	msg_enter(fd, msg, QMON_DIR_INGRESS);
+	msg_enter(fd, msg, QMON_DIR_INGRESS, flags);
 	return 0;
 }
 SEC("kretsyscall/recvmsg") int BPF_KRETPROBE(kp_recvmsg_exit, long ret)

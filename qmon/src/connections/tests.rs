@@ -313,3 +313,49 @@ fn adopted_tls_connection_mid_http2_is_parsed() {
     assert_eq!(c.exchange.status, Some(200));
     assert_eq!(t.stats.not_http, 0);
 }
+
+/// The captured `Upgrade: h2c` exchange, every segment split in two at
+/// every offset: however the kernel's reads and writes slice the 101 head
+/// and the frames around it, the upgraded request is one complete HTTP/2
+/// call (stream 1) and nothing is marked malformed.
+#[test]
+fn h2c_upgrade_survives_every_split_point() {
+    use crate::protocols::fixture::{self, Segment};
+    let segs = fixture::parse(include_bytes!("../../tests/fixtures/http2/upgrade_h2c.txt"))
+        .expect("fixture parses");
+    let to_events = |segs: &[Segment]| {
+        let mut pos = [0u64; 2];
+        let mut ev = vec![open(1, Role::Client)];
+        for s in segs {
+            match s {
+                Segment::Data(d, b) => {
+                    let i = usize::from(*d == Direction::Ingress);
+                    ev.push(data(1, Source::Syscall, *d, pos[i], b));
+                    pos[i] += b.len() as u64;
+                }
+                Segment::Close => ev.push(close(1)),
+                Segment::Gap(..) => unreachable!("no gaps in this capture"),
+            }
+        }
+        ev
+    };
+    for (i, seg) in segs.iter().enumerate() {
+        let Segment::Data(d, b) = seg else { continue };
+        for at in 1..b.len() {
+            let mut split = segs[..i].to_vec();
+            split.push(Segment::Data(*d, b[..at].to_vec()));
+            split.push(Segment::Data(*d, b[at..].to_vec()));
+            split.extend_from_slice(&segs[i + 1..]);
+            let (t, calls) = run(to_events(&split));
+            let what = format!("segment {i} split at {at}");
+            assert_eq!(calls.len(), 1, "{what}: {calls:#?}");
+            let e = &calls[0].exchange;
+            assert_eq!(e.protocol, crate::calls::Protocol::Http2, "{what}");
+            assert_eq!(e.stream_id, Some(1), "{what}");
+            assert_eq!(e.path.as_deref(), Some("/upgraded"), "{what}");
+            assert_eq!(e.status, Some(200), "{what}");
+            assert_eq!(e.error, None, "{what}: {e:#?}");
+            assert_eq!(t.stats.http2_conns, 1, "{what}");
+        }
+    }
+}
