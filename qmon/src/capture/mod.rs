@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod pause;
 pub mod procinfo;
 pub mod replay;
+mod retprobe;
 pub mod tls_libs;
 
 use std::collections::{HashMap, HashSet};
@@ -90,6 +91,9 @@ pub struct CaptureStats {
     pub truncated_bytes: AtomicU64,
     pub muted_calls: AtomicU64,
     pub args_dropped: AtomicU64,
+    /// Syscall returns the kernel did not report because it had no free
+    /// kretprobe instance (kprobe mode only): that call's data is lost.
+    pub probe_missed: AtomicU64,
     pub ring_size: AtomicU64,
     /// Bytes waiting in the ring buffer at the last stats read.
     pub ring_used: AtomicU64,
@@ -403,7 +407,7 @@ fn run(
             return;
         }
     };
-    let (mode, _socket_links) = match attach_socket_hooks(&skel, &features, opts.mode) {
+    let (mode, socket_hooks) = match attach_socket_hooks(&skel, &features, opts.mode) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -510,6 +514,9 @@ fn run(
         let _ = ring.consume();
         if stopping || last_stats.elapsed() >= Duration::from_millis(500) {
             read_stats(&skel, &stats);
+            stats
+                .probe_missed
+                .store(probe_missed(&socket_hooks), Ordering::Relaxed);
             stats.ring_used.store(ring_used(&ring), Ordering::Relaxed);
             last_stats = Instant::now();
         }
@@ -591,33 +598,82 @@ fn load<'o>(
     open.load().map_err(err)
 }
 
+/// The attached socket hooks; detached on drop.
+struct SocketHooks {
+    links: Vec<Link>,
+    retprobes: Vec<retprobe::TracefsRetprobe>,
+}
+
+impl SocketHooks {
+    fn links(&self) -> impl Iterator<Item = &Link> {
+        self.links
+            .iter()
+            .chain(self.retprobes.iter().filter_map(|r| r.link()))
+    }
+}
+
 fn attach_socket_hooks(
     skel: &qmon_bpf::QmonSkel,
     features: &Features,
     forced: Option<AttachMode>,
-) -> Result<(AttachMode, Vec<Link>), CaptureError> {
+) -> Result<(AttachMode, SocketHooks), CaptureError> {
     let preferred = forced.unwrap_or_else(|| features.preferred_mode());
-    let try_mode = |mode: AttachMode| -> Result<Vec<Link>, String> {
+    let try_mode = |mode: AttachMode| -> Result<SocketHooks, String> {
         let prefix = match mode {
-            AttachMode::Kprobe => "kp_",
+            AttachMode::Kprobe => {
+                retprobe::remove_stale();
+                "kp_"
+            }
             AttachMode::Tracepoint => "tp_",
         };
-        let mut links = Vec::new();
+        let mut hooks = SocketHooks {
+            links: Vec::new(),
+            retprobes: Vec::new(),
+        };
+        let mut warned = false;
         for prog in skel.object().progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
             if !name.starts_with(prefix) {
                 continue;
             }
-            links.push(prog.attach().map_err(|e| format!("{name}: {e}"))?);
+            let section = prog.section().to_string_lossy().into_owned();
+            if let Some(syscall) = section.strip_prefix("kretsyscall/") {
+                let func = retprobe::syscall_function(syscall);
+                match retprobe::attach(&prog, &func, &name) {
+                    Ok(r) => {
+                        hooks.retprobes.push(r);
+                        continue;
+                    }
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!(
+                            "cannot size the syscall-return probes' instance pool ({e}); \
+                             using the kernel default, which drops returns when many \
+                             threads block in reads (counted as probe_missed)"
+                        );
+                    }
+                    Err(_) => {}
+                }
+            }
+            hooks
+                .links
+                .push(prog.attach().map_err(|e| format!("{name}: {e}"))?);
         }
-        Ok(links)
+        if !hooks.retprobes.is_empty() {
+            tracing::info!(
+                "syscall-return probes: {} defined in tracefs, {} instances each",
+                hooks.retprobes.len(),
+                retprobe::MAXACTIVE
+            );
+        }
+        Ok(hooks)
     };
     match try_mode(preferred) {
-        Ok(links) => Ok((preferred, links)),
+        Ok(hooks) => Ok((preferred, hooks)),
         Err(e) if forced.is_none() && preferred == AttachMode::Kprobe => {
             tracing::warn!("kprobes failed to attach ({e}); falling back to syscall tracepoints");
             try_mode(AttachMode::Tracepoint)
-                .map(|l| (AttachMode::Tracepoint, l))
+                .map(|h| (AttachMode::Tracepoint, h))
                 .map_err(|err| CaptureError::Attach {
                     what: "socket",
                     err,
@@ -651,6 +707,22 @@ fn read_stats(skel: &qmon_bpf::QmonSkel, stats: &CaptureStats) {
     );
     set(&stats.muted_calls, sum(qmon_stat::QMON_STAT_MUTED_CALLS));
     set(&stats.args_dropped, sum(qmon_stat::QMON_STAT_ARGS_DROPPED));
+}
+
+/// Probe hits the kernel dropped, summed over the kprobe links (the kernel
+/// reports it since 6.7; older kernels read as 0).
+fn probe_missed(hooks: &SocketHooks) -> u64 {
+    hooks
+        .links()
+        .filter_map(|l| l.info().ok())
+        .map(|i| match i.info {
+            libbpf_rs::query::LinkTypeInfo::PerfEvent(p) => match p.event_type {
+                libbpf_rs::query::PerfEventType::Kprobe { missed, .. } => missed,
+                _ => 0,
+            },
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Bytes produced but not yet consumed in the (single) ring buffer.

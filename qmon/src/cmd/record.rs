@@ -174,6 +174,7 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
         queue_dropped = s.queue_dropped,
         write_dropped = s.write_dropped,
         lost_events = stats.lost_events.load(Ordering::Relaxed),
+        probe_missed = stats.probe_missed.load(Ordering::Relaxed),
         out_of_scope,
         "stopped"
     );
@@ -267,6 +268,7 @@ fn reload(
 #[derive(Default)]
 pub struct LossReporter {
     events: u64,
+    missed: u64,
 }
 
 impl LossReporter {
@@ -280,6 +282,16 @@ impl LossReporter {
                 "ring buffer full: events lost (raise --ring-size, or lower --max-chunks)"
             );
             self.events = lost;
+        }
+        let missed = stats.probe_missed.load(Ordering::Relaxed);
+        if missed > self.missed {
+            tracing::warn!(
+                probe_missed = missed,
+                new = missed - self.missed,
+                "kernel dropped syscall-return probes: those calls' data is lost \
+                 (too many threads blocked in hooked syscalls at once)"
+            );
+            self.missed = missed;
         }
     }
 }

@@ -169,6 +169,12 @@ impl Collector for HealthCollector {
             )?;
             counter(
                 e,
+                "qmon_probe_missed",
+                "Syscall returns the kernel could not report (no free kretprobe instance); their data is lost",
+                g(&c.probe_missed),
+            )?;
+            counter(
+                e,
                 "qmon_truncated_bytes",
                 "Payload bytes not copied because a call exceeded --max-chunks",
                 g(&c.truncated_bytes),
