@@ -80,7 +80,7 @@ CONF
 	exit 1
 }
 
-# start_tracer none|record|noop|bpftrace|trace [extra qmon args...]
+# start_tracer none|record|baseline|noop|bpftrace [extra qmon args...]
 start_tracer() {
 	local kind=$1
 	shift
@@ -91,6 +91,12 @@ start_tracer() {
 	record)
 		rm -f "$WORK"/qmon.db*
 		$ON_TRACER "$QMON" record --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
+		;;
+	baseline)
+		# QMON_BASELINE: another qmon build (e.g. the previous commit's), to
+		# measure a change before and after in the same run.
+		rm -f "$WORK"/qmon.db*
+		$ON_TRACER "$QMON_BASELINE" record --db "$WORK/qmon.db" --metrics-addr none "$@" 2>"$WORK/tracer.err" &
 		;;
 	noop)
 		rm -f "$WORK"/qmon.db*

@@ -6,6 +6,8 @@
 #             attach points, each returning at once (the floor)
 #   record    qmon record, default settings, database on tmpfs
 #   bpftrace  bench/peer-bpftrace.bt (HTTPS rows only)
+#   baseline  qmon record from $QMON_BASELINE, when set: another build, for
+#             before/after figures from the same run
 # Conditions are interleaved (order rotated every round), REPS rounds of
 # SECONDS each; the table shows medians and ratios.
 #
@@ -32,6 +34,7 @@ for rep in $(seq "$REPS"); do
 			conds="none noop record"
 			args="--port $HTTP_PORT"
 		fi
+		[ -n "${QMON_BASELINE:-}" ] && conds="$conds baseline"
 		# Rotate the order each round so no condition always runs first.
 		set -- $conds
 		for _ in $(seq $(((rep - 1) % $#))); do set -- "${@:2}" "$1"; done
@@ -54,7 +57,7 @@ for wl in $WORKLOADS; do
 	w=${wl%%:*}${wl#*:}
 	base=$(med "$w" none 3)
 	floor=$(awk -v b="$base" -v n="$(med "$w" noop 3)" 'BEGIN { print 1e6 / n - 1e6 / b }')
-	for cond in none noop record bpftrace; do
+	for cond in none noop baseline record bpftrace; do
 		rps=$(med "$w" "$cond" 3)
 		[ "$rps" = nan ] && continue
 		awk -v w="$w" -v c="$cond" -v r="$rps" -v b="$base" -v f="$floor" \

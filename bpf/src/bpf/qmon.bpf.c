@@ -81,7 +81,8 @@ struct data_args {
 	__u8 dir;
 	__u8 in_ssl;  /* made from inside SSL_read/SSL_write */
 	__u8 discard; /* MSG_TRUNC: bytes consumed but not copied to buf */
-	__u8 _pad[5];
+	__u8 live;    /* a call is in progress (entries are reused, not deleted) */
+	__u8 _pad[4];
 };
 
 struct ssl_args {
@@ -90,7 +91,8 @@ struct ssl_args {
 	__u64 len_ptr; /* size_t* for the _ex variants, else 0 */
 	__s32 fd;      /* learnt from the nested syscall; -1 until then */
 	__u8 dir;
-	__u8 _pad[3];
+	__u8 live;     /* an SSL call is in progress on this thread */
+	__u8 _pad[2];
 };
 
 struct connect_args {
@@ -146,6 +148,22 @@ enum qmon_conn_flags _conn_flags = 0;
 enum qmon_stat _stat = 0;
 enum qmon_const _const = 0;
 
+/* Per-thread slots (args between enter and exit, the emit template) are
+ * written in place and marked free rather than deleted: a hash update or
+ * delete takes a lock and allocates or frees an element on every call, a
+ * lookup does neither. Evaluates to 0, or non-zero when the slot could not
+ * be created. */
+#define SLOT_PUT(map, idp, valp)                                            \
+	({                                                                  \
+		typeof(*(valp)) *__p = bpf_map_lookup_elem(map, idp);       \
+		long __r = 0;                                               \
+		if (__p)                                                    \
+			*__p = *(valp);                                     \
+		else                                                        \
+			__r = bpf_map_update_elem(map, idp, valp, BPF_ANY); \
+		__r;                                                        \
+	})
+
 static __always_inline void stat_add(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -153,11 +171,17 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 		*v += n;
 }
 
-static __always_inline __u64 wakeup_flag(void)
+/* Wake the daemon only on the record that takes the unread data past
+ * wakeup_bytes; otherwise it drains on its poll timer. Waking on every record
+ * above the mark (as long as the daemon is behind) costs an irq_work per
+ * record, which in a VM is an interrupt exit each. `size` is the reserved
+ * record size; the ring adds an 8-byte header and rounds up to 8. */
+static __always_inline __u64 wakeup_flag(__u64 size)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-		       ? BPF_RB_FORCE_WAKEUP
-		       : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	return avail >= wakeup_bytes && avail < wakeup_bytes + size + 16 ? BPF_RB_FORCE_WAKEUP
+									    : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline bool is_self(__u64 id)
@@ -238,7 +262,7 @@ static __always_inline struct qmon_conn_state *conn_open(__u64 id, int fd, struc
 			BPF_CORE_READ_INTO((struct in6_addr *)e->addr, sk, __sk_common.skc_v6_daddr);
 		}
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
-		bpf_ringbuf_submit(e, wakeup_flag());
+		bpf_ringbuf_submit(e, wakeup_flag(sizeof(*e)));
 	}
 	return bpf_map_lookup_elem(&conns, &key);
 }
@@ -299,7 +323,7 @@ struct {
 		if (bpf_probe_read_user((void *)(e + 1), n, (void *)src))             \
 			n = 0; /* unreadable: the position gap shows it */          \
 		e->len = n;                                                           \
-		bpf_ringbuf_submit(e, wakeup_flag());                                 \
+		bpf_ringbuf_submit(e, wakeup_flag(sizeof(*e) + (SIZE)));              \
 		stat_add(QMON_STAT_DATA_EVENTS, 1);                                   \
 		return 0;                                                             \
 	}
@@ -370,7 +394,7 @@ static __always_inline void emit_call(struct emit_ctx *tmpl, __u64 id, __u64 buf
 
 	tmpl->ev.call_len = len;
 	tmpl->budget = (__u64)max_chunks * QMON_CHUNK_MAX;
-	if (bpf_map_update_elem(&emit_ctx_map, &id, tmpl, BPF_ANY)) {
+	if (SLOT_PUT(&emit_ctx_map, &id, tmpl)) {
 		stat_add(QMON_STAT_ARGS_DROPPED, 1);
 		return;
 	}
@@ -392,7 +416,6 @@ static __always_inline void emit_call(struct emit_ctx *tmpl, __u64 id, __u64 buf
 	}
 	if (left)
 		stat_add(QMON_STAT_TRUNCATED_BYTES, left);
-	bpf_map_delete_elem(&emit_ctx_map, &id);
 }
 
 /* TLS record header at the start of a stream: content type 20..23, major
@@ -418,16 +441,19 @@ static __always_inline void data_enter(int fd, __u64 buf, __u32 iovcnt, __u8 dir
 	__u64 id = bpf_get_current_pid_tgid();
 	struct qmon_conn_key key = { .tgid = id >> 32, .fd = fd };
 	struct data_args a = { .buf = buf, .iovcnt = iovcnt, .fd = fd, .dir = dir,
-			       .discard = !!(flags & MSG_TRUNC) };
+			       .discard = !!(flags & MSG_TRUNC), .live = 1 };
 	struct ssl_args *sa;
+	struct data_args *sp;
 	struct qmon_conn_state *st;
 
 	/* A peek leaves the bytes queued: the read that consumes them reports
 	 * them (curl peeks one byte to check a connection before reusing it). */
-	if (is_self(id) || (flags & MSG_PEEK))
+	if (is_self(id))
 		return;
+	if (flags & MSG_PEEK)
+		goto skip;
 	sa = bpf_map_lookup_elem(&ssl_args_map, &id);
-	if (sa) {
+	if (sa && sa->live) {
 		/* OpenSSL is doing I/O for an SSL_read/SSL_write: this is its fd. */
 		sa->fd = fd;
 		a.in_ssl = 1;
@@ -437,13 +463,20 @@ static __always_inline void data_enter(int fd, __u64 buf, __u32 iovcnt, __u8 dir
 		if (!a.in_ssl && (st->flags & (QMON_CONN_TLS | QMON_CONN_MUTE_SYSCALL |
 					       QMON_CONN_MUTE_ALL))) {
 			stat_add(QMON_STAT_MUTED_CALLS, 1);
-			return;
+			goto skip;
 		}
 	} else if (!tcp_sock_of_fd(fd)) {
-		return; /* files, pipes, non-TCP sockets: nothing to do */
+		goto skip; /* files, pipes, non-TCP sockets: nothing to do */
 	}
-	if (bpf_map_update_elem(&data_args_map, &id, &a, BPF_ANY))
+	if (SLOT_PUT(&data_args_map, &id, &a))
 		stat_add(QMON_STAT_ARGS_DROPPED, 1);
+	return;
+skip:
+	/* If an earlier call's return was skipped (kprobe pool empty), its slot
+	 * is still live: free it so this call's return cannot use its args. */
+	sp = bpf_map_lookup_elem(&data_args_map, &id);
+	if (sp)
+		sp->live = 0;
 }
 
 static __always_inline void data_exit(long ret)
@@ -454,10 +487,10 @@ static __always_inline void data_exit(long ret)
 	struct qmon_conn_state *st;
 	struct emit_ctx c = {};
 
-	if (!ap)
+	if (!ap || !ap->live)
 		return;
 	a = *ap;
-	bpf_map_delete_elem(&data_args_map, &id);
+	ap->live = 0;
 	if (ret <= 0)
 		return;
 	st = conn_get(id, a.fd);
@@ -546,7 +579,7 @@ static __always_inline void close_enter(int fd)
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (e) {
 			fill_header(e, QMON_EV_CONN_CLOSE, id, fd, st->conn_id);
-			bpf_ringbuf_submit(e, wakeup_flag());
+			bpf_ringbuf_submit(e, wakeup_flag(sizeof(*e)));
 		} else {
 			stat_add(QMON_STAT_LOST_EVENTS, 1);
 		}
@@ -729,12 +762,13 @@ static __always_inline void ssl_enter(void *ssl, void *buf, void *len_ptr, __u8 
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_args a = {
-		.ssl = (__u64)ssl, .buf = (__u64)buf, .len_ptr = (__u64)len_ptr, .fd = -1, .dir = dir
+		.ssl = (__u64)ssl, .buf = (__u64)buf, .len_ptr = (__u64)len_ptr, .fd = -1, .dir = dir,
+		.live = 1
 	};
 
 	if (is_self(id))
 		return;
-	if (bpf_map_update_elem(&ssl_args_map, &id, &a, BPF_ANY))
+	if (SLOT_PUT(&ssl_args_map, &id, &a))
 		stat_add(QMON_STAT_ARGS_DROPPED, 1);
 }
 
@@ -750,10 +784,10 @@ static __always_inline void ssl_exit(long ret)
 	__u64 n = 0;
 	int fd;
 
-	if (!ap)
+	if (!ap || !ap->live)
 		return;
 	a = *ap;
-	bpf_map_delete_elem(&ssl_args_map, &id);
+	ap->live = 0;
 	if (a.len_ptr) {
 		/* SSL_read_ex/SSL_write_ex: 1 on success, bytes in *len_ptr. */
 		if (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)a.len_ptr))
@@ -771,7 +805,9 @@ static __always_inline void ssl_exit(long ret)
 	fd = a.fd;
 	if (fd >= 0) {
 		struct qmon_ssl_state s = { .fd = fd };
-		bpf_map_update_elem(&ssls, &skey, &s, BPF_ANY);
+		ss = bpf_map_lookup_elem(&ssls, &skey);
+		if (!ss || ss->fd != fd)
+			bpf_map_update_elem(&ssls, &skey, &s, BPF_ANY);
 	} else {
 		/* Served from OpenSSL's own buffer: no syscall revealed the fd. */
 		ss = bpf_map_lookup_elem(&ssls, &skey);
