@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use tracing::{error, info};
 
-use super::row::{make_row, ProcessKey, Row, INSERT_SQL};
+use super::row::{make_row, CmdlineMemo, ProcessKey, Row, INSERT_SQL};
 use super::{now_ns, to_i64, Msg, Shared, StoreOptions};
 
 /// At most one error log line per this interval; the rest are counted.
@@ -23,6 +23,7 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     started_at_ns: u64,
     processes: HashMap<ProcessKey, i64>,
+    cmdlines: CmdlineMemo,
     batch: Vec<Row>,
     /// Set while writes fail: when the failure started, rows dropped since.
     failing: Option<(Instant, u64)>,
@@ -44,6 +45,7 @@ impl Writer {
             shared,
             started_at_ns,
             processes: HashMap::new(),
+            cmdlines: CmdlineMemo::default(),
             batch,
             failing: None,
             last_error_log: None,
@@ -63,7 +65,8 @@ impl Writer {
                     if self.batch.is_empty() {
                         batch_deadline = Some(Instant::now() + self.opts.batch_interval);
                     }
-                    self.batch.push(make_row(*call, &self.opts));
+                    self.batch
+                        .push(make_row(*call, &self.opts, &mut self.cmdlines));
                     if self.batch.len() >= self.opts.batch_rows.max(1) {
                         self.commit();
                         batch_deadline = None;
@@ -72,6 +75,7 @@ impl Writer {
                 Ok(Msg::Reconfigure(redactor, body_limit)) => {
                     self.opts.redactor = redactor;
                     self.opts.body_limit = body_limit;
+                    self.cmdlines.clear();
                 }
                 Ok(Msg::Flush(ack)) => {
                     self.commit();
@@ -83,7 +87,10 @@ impl Writer {
                     // Take whatever raced in behind the shutdown, too.
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
-                            Msg::Call(call) => self.batch.push(make_row(*call, &self.opts)),
+                            Msg::Call(call) => {
+                                self.batch
+                                    .push(make_row(*call, &self.opts, &mut self.cmdlines))
+                            }
                             Msg::Flush(ack) => {
                                 let _ = ack.send(());
                             }
