@@ -17,7 +17,7 @@ python3 (Debian's, linked against the system libssl, which qmon probes).
         httpx http2: phase-1 GETs, prints "phase1" and waits for GOFILE to
         exist, then phase-2 GETs on the same connection; prints
         "PATH STATUS LEN" per phase-2 request and "conns=1" when the pool
-        holds one connection at the end (the test also checks conn_id).
+        holds one connection at the end, and the phase-2 stream ids.
 """
 import os
 import socket
@@ -63,7 +63,11 @@ def pump(s, c, streams, on_event):
 
 def cmd_get(ca, urls):
     import httpx
-    with httpx.Client(http2=True, verify=ca, timeout=30) as cl:
+    # httpx drops a connection idle for 5 s by default, and qmon can take
+    # longer than that to start in an emulated guest: phase 2 would then run
+    # on a fresh connection that qmon sees from the start.
+    limits = httpx.Limits(keepalive_expiry=600)
+    with httpx.Client(http2=True, verify=ca, timeout=30, limits=limits) as cl:
         for u in urls:
             r = cl.get(u)
             print(r.http_version, r.status_code, len(r.content), flush=True)
@@ -134,7 +138,11 @@ def cmd_longlived(ca, base, gofile):
     def get(cl, path):
         return cl.get(base + path)
 
-    with httpx.Client(http2=True, verify=ca, timeout=30) as cl:
+    # httpx drops a connection idle for 5 s by default, and qmon can take
+    # longer than that to start in an emulated guest: phase 2 would then run
+    # on a fresh connection that qmon sees from the start.
+    limits = httpx.Limits(keepalive_expiry=600)
+    with httpx.Client(http2=True, verify=ca, timeout=30, limits=limits) as cl:
         for p in ["/ll/alpha", "/ll/beta", "/ll/alpha", "/ll/gamma?q=1"]:
             r = get(cl, p)
             assert r.http_version == "HTTP/2", r.http_version
@@ -145,10 +153,14 @@ def cmd_longlived(ca, base, gofile):
                 raise SystemExit("no go file")
             time.sleep(0.05)
         # Repeats (HPACK dynamic-table references) and new paths (literals).
+        streams = []
         for p in ["/ll/alpha", "/ll/delta-1", "/ll/beta", "/ll/epsilon-22", "/ll/gamma?q=1",
                   "/ll/alpha"]:
             r = get(cl, p)
             print(p, r.status_code, len(r.content), flush=True)
+            streams.append(r.extensions["stream_id"])
+        # Phase 1 used streams 1-7: higher ids prove the same connection.
+        print("streams=%s" % ",".join(map(str, streams)), flush=True)
         # httpx keeps one pooled connection per origin for HTTP/2.
         print("conns=%d" % len(cl._transport._pool.connections), flush=True)
 

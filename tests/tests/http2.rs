@@ -527,6 +527,18 @@ fn mid_connection_start_is_degraded_never_wrong_and_new_connections_clean() -> a
         rest.contains("conns=1"),
         "one connection throughout: {rest}"
     );
+    // The premise of the test: phase 2 continued the phase-1 connection
+    // (streams 1-7), so qmon started in the middle of it.
+    let streams: Vec<u32> = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("streams="))
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    assert_eq!(streams.len(), 6, "{rest}");
+    assert!(
+        streams.iter().all(|&id| id > 7),
+        "phase 2 on a new connection: {rest}"
+    );
     assert_eq!(phase2.len(), 6, "{rest}");
 
     // A new client, a new connection: HPACK from the start.

@@ -33,6 +33,7 @@ hostname qmon-vm
 
 # shellcheck disable=SC1091
 . "$OUT/job"
+[ -n "${QMON_KRETPROBE_MAXACTIVE:-}" ] && export QMON_KRETPROBE_MAXACTIVE
 export QMON_BIN TMPDIR=/tmp HOME=/root USER=root RUST_BACKTRACE=1
 echo "kernel $(uname -r)" >"$OUT/doctor.log"
 "$QMON_BIN" doctor >>"$OUT/doctor.log" 2>&1
@@ -40,10 +41,15 @@ echo "doctor exit $?" >>"$OUT/doctor.log"
 
 # The start-up log names the attach mode actually used (doctor says which
 # one qmon would pick): start `qmon trace`, wait for ready, stop it.
+t0=$(date +%s%N)
 "$QMON_BIN" trace >/dev/null 2>"$OUT/startup.log" &
 pid=$!
 for _ in $(seq 1200); do
-    grep -q 'qmon: ready' "$OUT/startup.log" && break
+    if grep -q 'qmon: ready' "$OUT/startup.log"; then
+        # Not into startup.log: qmon writes there at its own file offset.
+        echo "$((($(date +%s%N) - t0) / 1000000))" >"$OUT/ready_ms"
+        break
+    fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
 done

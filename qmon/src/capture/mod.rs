@@ -631,15 +631,18 @@ fn attach_socket_hooks(
             retprobes: Vec::new(),
         };
         let mut warned = false;
+        let maxactive = retprobe::maxactive();
         for prog in skel.object().progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
             if !name.starts_with(prefix) {
                 continue;
             }
             let section = prog.section().to_string_lossy().into_owned();
-            if let Some(syscall) = section.strip_prefix("kretsyscall/") {
+            if let (Some(syscall), Some(maxactive)) =
+                (section.strip_prefix("kretsyscall/"), maxactive)
+            {
                 let func = retprobe::syscall_function(syscall);
-                match retprobe::attach(&prog, &func, &name) {
+                match retprobe::attach(&prog, &func, &name, maxactive) {
                     Ok(r) => {
                         hooks.retprobes.push(r);
                         continue;
@@ -663,7 +666,7 @@ fn attach_socket_hooks(
             tracing::info!(
                 "syscall-return probes: {} defined in tracefs, {} instances each",
                 hooks.retprobes.len(),
-                retprobe::MAXACTIVE
+                maxactive.unwrap_or(0)
             );
         }
         Ok(hooks)

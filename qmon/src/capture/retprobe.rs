@@ -23,6 +23,20 @@ use super::kernel::TRACEFS;
 /// (KRETPROBE_MAXACTIVE_MAX). A few hundred bytes of kernel memory each.
 pub const MAXACTIVE: u32 = 4096;
 
+/// The pool size to define, from `QMON_KRETPROBE_MAXACTIVE` (1..=4096), or
+/// `None` for "0": attach through libbpf with the kernel's default pool, as
+/// an escape hatch where tracefs definitions are unwanted.
+pub fn maxactive() -> Option<u32> {
+    match std::env::var("QMON_KRETPROBE_MAXACTIVE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        Some(0) => None,
+        Some(n) => Some(n.min(MAXACTIVE)),
+        None => Some(MAXACTIVE),
+    }
+}
+
 /// Prefix of the tracefs event groups qmon creates: `qmon_<pid>`.
 const GROUP_PREFIX: &str = "qmon_";
 
@@ -62,39 +76,32 @@ fn append(file: &Path, line: &str) -> std::io::Result<()> {
     f.write_all(format!("{line}\n").as_bytes())
 }
 
-/// The kernel function behind a syscall, as kprobes see it: the
-/// architecture's wrapper where the kernel has one (x86-64: `__x64_sys_`).
+/// The kernel function behind a syscall, as kprobes see it. x86-64 and
+/// arm64 kernels have wrapped syscalls in `__<arch>_sys_` since 4.17/4.19,
+/// well below qmon's 5.8 minimum, so there is nothing to probe for (reading
+/// /proc/kallsyms to check took about a second per probe in an emulated
+/// guest). A wrong name fails the definition, and qmon falls back to
+/// libbpf's attach.
 pub fn syscall_function(name: &str) -> String {
-    let prefix = if cfg!(target_arch = "x86_64") {
-        "__x64_sys_"
+    if cfg!(target_arch = "x86_64") {
+        format!("__x64_sys_{name}")
     } else if cfg!(target_arch = "aarch64") {
-        "__arm64_sys_"
-    } else {
-        "sys_"
-    };
-    let wrapped = format!("{prefix}{name}");
-    let has_wrapper = std::fs::read_to_string("/proc/kallsyms")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.split_whitespace().nth(2) == Some(wrapped.as_str()))
-        })
-        .unwrap_or(true);
-    if has_wrapper {
-        wrapped
+        format!("__arm64_sys_{name}")
     } else {
         format!("sys_{name}")
     }
 }
 
-/// Define `r<MAXACTIVE>:qmon_<pid>/<event> <func>` and attach `prog` to it.
+/// Define `r<maxactive>:qmon_<pid>/<event> <func>` and attach `prog` to it.
 pub fn attach(
     prog: &libbpf_rs::ProgramMut<'_>,
     func: &str,
     event: &str,
+    maxactive: u32,
 ) -> Result<TracefsRetprobe, String> {
     let spec = format!("{GROUP_PREFIX}{}/{event}", std::process::id());
     let file = kprobe_events();
-    let def = format!("r{MAXACTIVE}:{spec} {func}");
+    let def = format!("r{maxactive}:{spec} {func}");
     if let Err(e) = append(&file, &def) {
         // Left over from an earlier run of this pid (pids are reused).
         let _ = append(&file, &format!("-:{spec}"));
