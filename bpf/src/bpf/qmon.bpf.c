@@ -446,10 +446,10 @@ static __always_inline void data_enter(int fd, __u64 buf, __u32 iovcnt, __u8 dir
 	struct data_args *sp;
 	struct qmon_conn_state *st;
 
-	/* A peek leaves the bytes queued: the read that consumes them reports
-	 * them (curl peeks one byte to check a connection before reusing it). */
 	if (is_self(id))
 		return;
+	/* A peek leaves the bytes queued: the read that consumes them reports
+	 * them (curl peeks one byte to check a connection before reusing it). */
 	if (flags & MSG_PEEK)
 		goto skip;
 	sa = bpf_map_lookup_elem(&ssl_args_map, &id);
