@@ -1,7 +1,6 @@
 //! A [`Call`] turned into the values of one `call_records` row.
 
 use rusqlite::types::Value;
-use serde_json::{Map, Value as Json};
 
 use super::StoreOptions;
 use crate::calls::body::decode_for_storage_with_limit;
@@ -34,24 +33,79 @@ fn int(v: Option<u64>) -> Value {
     v.map_or(Value::Null, |v| Value::Integer(super::to_i64(v)))
 }
 
-/// Headers as a JSON object: lowercase names; repeated headers joined with
-/// `", "`, except `set-cookie`, joined with `"\n"`.
+/// Headers as a JSON object: lowercase names in byte order; repeated headers
+/// joined with `", "`, except `set-cookie`, joined with `"\n"`. The same text
+/// serde_json writes for such a map, without building one: that was ~10% of
+/// the store writer's CPU.
 pub(crate) fn headers_json(headers: &Headers) -> String {
-    let mut map = Map::new();
-    for (name, value) in headers {
-        let name = name.to_ascii_lowercase();
-        let sep = if name == "set-cookie" { "\n" } else { ", " };
-        match map.get_mut(&name) {
-            Some(Json::String(existing)) => {
-                existing.push_str(sep);
-                existing.push_str(value);
-            }
-            _ => {
-                map.insert(name, Json::String(value.clone()));
-            }
+    let lower = |i: usize| headers[i].0.bytes().map(|b| b.to_ascii_lowercase());
+    let mut order: Vec<usize> = (0..headers.len()).collect();
+    // Stable: repeated names keep their order on the wire.
+    order.sort_by(|&a, &b| lower(a).cmp(lower(b)));
+    let mut out = String::with_capacity(
+        2 + headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 6)
+            .sum::<usize>(),
+    );
+    out.push('{');
+    let mut i = 0;
+    while i < order.len() {
+        let first = order[i];
+        if i > 0 {
+            out.push(',');
         }
+        let name = headers[first].0.to_ascii_lowercase();
+        push_json_str(&mut out, &name);
+        out.push_str(":\"");
+        let sep = if name == "set-cookie" { "\\n" } else { ", " };
+        push_json_escaped(&mut out, &headers[first].1);
+        i += 1;
+        while i < order.len() && lower(order[i]).eq(lower(first)) {
+            out.push_str(sep);
+            push_json_escaped(&mut out, &headers[order[i]].1);
+            i += 1;
+        }
+        out.push('"');
     }
-    Json::Object(map).to_string()
+    out.push('}');
+    out
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    push_json_escaped(out, s);
+    out.push('"');
+}
+
+/// JSON string escaping as serde_json does it: short forms for the usual
+/// controls, `\u00xx` for the rest below 0x20, everything else as is.
+fn push_json_escaped(out: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        } else {
+            out.push_str(short);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
 }
 
 /// Body value: NULL when nothing was captured, TEXT when UTF-8 (so
@@ -171,5 +225,68 @@ pub(super) fn make_row(mut call: Call, opts: &StoreOptions, memo: &mut CmdlineMe
             p.container_id,
         ),
         values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::headers_json;
+    use serde_json::{Map, Value as Json};
+
+    /// What headers_json replaced: the same rules through a serde_json map.
+    fn via_serde(headers: &[(String, String)]) -> String {
+        let mut map = Map::new();
+        for (name, value) in headers {
+            let name = name.to_ascii_lowercase();
+            let sep = if name == "set-cookie" { "\n" } else { ", " };
+            match map.get_mut(&name) {
+                Some(Json::String(existing)) => {
+                    existing.push_str(sep);
+                    existing.push_str(value);
+                }
+                _ => {
+                    map.insert(name, Json::String(value.clone()));
+                }
+            }
+        }
+        Json::Object(map).to_string()
+    }
+
+    #[test]
+    fn headers_json_matches_serde_json() {
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![],
+            vec![("Content-Type", "application/json")],
+            vec![
+                ("Set-Cookie", "a=1"),
+                ("X-B", "2"),
+                ("set-cookie", "b=2"),
+                ("Accept", "x"),
+                ("SET-COOKIE", "c=3"),
+            ],
+            vec![("Vary", "a"), ("vary", "b"), ("VARY", "c"), ("Age", "1")],
+            vec![
+                ("x-q", "quote \" back \\ slash"),
+                ("x-c", "\u{0}\u{1}\u{8}\t\n\u{c}\r\u{1f}\u{7f}"),
+            ],
+            vec![
+                ("x-ü", "naïve ✓ 😀"),
+                ("X-Ü", "dup"),
+                ("Z", ""),
+                ("", "empty name"),
+            ],
+            vec![("b", "1"), ("B_", "2"), ("a-", "3"), ("A", "4"), ("a", "5")],
+        ];
+        for case in cases {
+            let headers: Vec<(String, String)> = case
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(headers_json(&headers), via_serde(&headers), "{case:?}");
+        }
+        // Every byte value that can appear in a header value.
+        let all: String = (0u8..0x80).map(char::from).collect();
+        let headers = vec![("X".to_string(), all)];
+        assert_eq!(headers_json(&headers), via_serde(&headers));
     }
 }
