@@ -14,6 +14,8 @@
 #   bench/overhead.sh            # REPS=3 SECONDS_PER_RUN=4 by default
 #   PIN=1 WORKLOADS="https:/small http:/16k" bench/overhead.sh
 #                                # workload on CPU 0, tracer on CPU 1
+#   SKIP=bpftrace REPS=30 SECONDS_PER_RUN=3 bench/overhead.sh
+#                                # more, shorter rounds: tighter ratios
 . "$(dirname "$0")/lib.sh"
 need nginx bpftrace openssl curl
 REPS=${REPS:-3}
@@ -35,6 +37,8 @@ for rep in $(seq "$REPS"); do
 			args="--port $HTTP_PORT"
 		fi
 		[ -n "${QMON_BASELINE:-}" ] && conds="$conds baseline"
+		# SKIP="bpftrace": leave conditions out (none and noop always run).
+		for skip in ${SKIP:-}; do conds=$(echo " $conds " | sed "s/ $skip / /; s/^ //; s/ $//"); done
 		# Rotate the order each round so no condition always runs first.
 		set -- $conds
 		for _ in $(seq $(((rep - 1) % $#))); do set -- "${@:2}" "$1"; done
@@ -42,17 +46,34 @@ for rep in $(seq "$REPS"); do
 			start_tracer "$cond"
 			out=$($CLIENT $args --path "$path" --seconds "$SECS")
 			stop_tracer
-			printf '%s\t%s\t%s\t%s\t%s\n' "$scheme$path" "$cond" \
-				"$(jget "$out" rps)" "$(jget "$out" p50_us)" "$(jget "$out" p99_us)" >>"$RES"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scheme$path" "$cond" \
+				"$(jget "$out" rps)" "$(jget "$out" p50_us)" "$(jget "$out" p99_us)" "$rep" >>"$RES"
 			echo "round $rep $scheme$path $cond: $out" >&2
 		done
 	done
 done
 
 med() { awk -F'\t' -v w="$1" -v c="$2" -v k="$3" '$1 == w && $2 == c { print $k }' "$RES" | median; }
+# paired W COND: each round's added time of COND over that round's floor,
+# both against that round's `none` (so drift between rounds cancels), as
+# "median (min–max)" over the rounds.
+paired() {
+	awk -F'\t' -v w="$1" -v c="$2" '$1 == w { rps[$6, $2] = $3; rounds[$6] = 1 }
+	END {
+		for (r in rounds) {
+			if (!((r, c) in rps) || !((r, "none") in rps) || !((r, "noop") in rps)) continue
+			f = 1 / rps[r, "noop"] - 1 / rps[r, "none"]
+			if (f > 0) print (1 / rps[r, c] - 1 / rps[r, "none"]) / f
+		}
+	}' "$RES" | sort -g | awk '{ a[NR] = $1 } END {
+		if (NR == 0) { print ""; exit }
+		m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+		printf "%.2f× (%.2f–%.2f)", m, a[1], a[NR]
+	}'
+}
 echo
-echo "| workload | condition | req/s (median) | p50 µs | p99 µs | req/s vs none | added µs/request | added vs floor |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workload | condition | req/s (median) | p50 µs | p99 µs | req/s vs none | added µs/request | added vs floor | paired vs floor, median (range) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for wl in $WORKLOADS; do
 	w=${wl%%:*}${wl#*:}
 	base=$(med "$w" none 3)
@@ -60,14 +81,16 @@ for wl in $WORKLOADS; do
 	for cond in none noop baseline record bpftrace; do
 		rps=$(med "$w" "$cond" 3)
 		[ "$rps" = nan ] && continue
-		awk -v w="$w" -v c="$cond" -v r="$rps" -v b="$base" -v f="$floor" \
+		pv=
+		case $cond in none | noop) ;; *) pv=$(paired "$w" "$cond") ;; esac
+		awk -v w="$w" -v c="$cond" -v r="$rps" -v b="$base" -v f="$floor" -v pv="$pv" \
 			-v p50="$(med "$w" "$cond" 4)" -v p99="$(med "$w" "$cond" 5)" 'BEGIN {
 			add = 1e6 / r - 1e6 / b
 			vs = (c == "none" || c == "noop") ? "" : (f > 0 ? sprintf("%.2f×", add / f) : "floor ≤ 0")
-			printf "| %s | %s | %.0f | %.0f | %.0f | %.3f | %.1f | %s |\n", w, c, r, p50, p99, r / b, add, vs
+			printf "| %s | %s | %.0f | %.0f | %.0f | %.3f | %.1f | %s | %s |\n", w, c, r, p50, p99, r / b, add, vs, pv
 		}'
 	done
 done
 echo
-echo "(PIN=${PIN:-0}; REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's.)"
+echo "(PIN=${PIN:-0}; REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's, from the medians; 'paired' = the same ratio within each round, median and range over rounds.)"
 machine

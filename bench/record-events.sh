@@ -5,15 +5,17 @@
 # client's connections are kept (the machine may have other traffic).
 #
 #   bench/record-events.sh       # COUNT=1500
+#   RESP=/16k COUNT=300 OUT=/tmp/https-16k.jsonl bench/record-events.sh
 . "$(dirname "$0")/lib.sh"
 need nginx openssl curl
 COUNT=${COUNT:-1500}
+RESP=${RESP:-/1k}   # nginx path: /small, /1k or /16k
 OUT=${OUT:-$BENCH_DIR/data/https-1k.jsonl}
 start_nginx
 "$QMON" trace >"$WORK/raw.jsonl" 2>"$WORK/tracer.err" &
 TRACER_PID=$!
 until grep -q "qmon: ready" "$WORK/tracer.err"; do sleep 0.1; done
-$CLIENT --tls --port "$TLS_PORT" --path /1k --count "$COUNT" --per-conn 100 --seconds 600 >&2
+$CLIENT --tls --port "$TLS_PORT" --path "$RESP" --count "$COUNT" --per-conn 100 --seconds 600 >&2
 sleep 1
 stop_tracer
 $PY - "$WORK/raw.jsonl" "$OUT" "$TLS_PORT" <<'PY'

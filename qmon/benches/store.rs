@@ -2,6 +2,10 @@
 //! `StoreHandle` into a temp database. Not a timed test; prints calls/s.
 //!
 //!     cargo bench -p qmon --bench store
+//!     REQ_BODY=0 RESP_BODY=4096 cargo bench -p qmon --bench store
+//!
+//! REQ_BODY / RESP_BODY set the body sizes (bytes); TMPDIR picks the
+//! database's directory (/dev/shm matches bench/*.sh).
 
 use std::time::Instant;
 
@@ -10,7 +14,14 @@ use qmon::sinks::store::{Store, StoreOptions};
 
 const CALLS: u64 = 200_000;
 
-fn call(i: u64) -> Call {
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn call(i: u64, req_len: usize, resp_len: usize) -> Call {
     let mut ex = Exchange::new(Protocol::Http11);
     ex.method = Some("POST".into());
     ex.authority = Some("api.example.com".into());
@@ -23,13 +34,12 @@ fn call(i: u64) -> Call {
     ];
     ex.resp_headers = vec![
         ("Content-Type".into(), "application/json".into()),
-        ("Content-Length".into(), "1024".into()),
+        ("Content-Length".into(), resp_len.to_string()),
     ];
-    let body = vec![b'x'; 1024];
     let mut req = Body::default();
-    req.push(&body, 4096);
+    req.push(&vec![b'x'; req_len], 4096);
     let mut resp = Body::default();
-    resp.push(&body, 4096);
+    resp.push(&vec![b'y'; resp_len], 4096);
     ex.req_body = req;
     ex.resp_body = resp;
     let t = 1_700_000_000_000_000_000 + i * 1_000_000;
@@ -63,7 +73,8 @@ fn call(i: u64) -> Call {
 fn main() {
     let dir = std::env::temp_dir().join(format!("qmon-bench-{}", std::process::id()));
     let path = dir.join("bench.db");
-    let calls: Vec<Call> = (0..CALLS).map(call).collect();
+    let (req_len, resp_len) = (env_usize("REQ_BODY", 1024), env_usize("RESP_BODY", 1024));
+    let calls: Vec<Call> = (0..CALLS).map(|i| call(i, req_len, resp_len)).collect();
 
     let store = Store::open(&path, StoreOptions::default()).expect("open store");
     let handle = store.handle();
@@ -82,7 +93,7 @@ fn main() {
     let elapsed = start.elapsed();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "store: {} calls written in {:.2}s = {:.0} calls/s ({} queue-full retries, db {:.1} MiB)",
+        "store (bodies {req_len}/{resp_len} B): {} calls written in {:.2}s = {:.0} calls/s ({} queue-full retries, db {:.1} MiB)",
         stats.written,
         elapsed.as_secs_f64(),
         stats.written as f64 / elapsed.as_secs_f64(),
