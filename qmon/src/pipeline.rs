@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::calls::Call;
-use crate::capture::CaptureEvent;
+use crate::capture::{BufPool, CaptureEvent};
 use crate::connections::ConnTable;
 
 /// Unix time now, in nanoseconds.
@@ -19,27 +19,33 @@ pub fn now_ns() -> u64 {
 }
 
 /// Run until `stop` is set or the capture side hangs up. `on_calls` gets
-/// every batch of finished calls; `tick` runs about once a second.
+/// every batch of finished calls; `tick` runs about once a second. Events
+/// go back to `pool` once the table has seen them.
 pub fn run(
     rx: &Receiver<CaptureEvent>,
+    pool: &BufPool,
     table: &mut ConnTable,
     stop: &AtomicBool,
     mut on_calls: impl FnMut(&mut Vec<Call>),
     mut tick: impl FnMut(&mut ConnTable),
 ) {
     let mut calls = Vec::new();
+    let mut spent = Vec::new();
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(ev) => {
-                table.on_event(ev, &mut calls);
+                table.on_event(&ev, &mut calls);
+                keep_payload(ev, &mut spent);
                 // Drain what is already queued before handing calls on.
                 while let Ok(ev) = rx.try_recv() {
-                    table.on_event(ev, &mut calls);
-                    if calls.len() >= 256 {
+                    table.on_event(&ev, &mut calls);
+                    keep_payload(ev, &mut spent);
+                    if calls.len() >= 256 || spent.len() >= 256 {
                         break;
                     }
                 }
+                pool.put_all(&mut spent);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -56,6 +62,12 @@ pub fn run(
     }
 }
 
+fn keep_payload(ev: CaptureEvent, spent: &mut Vec<Vec<u8>>) {
+    if let CaptureEvent::Data { bytes, .. } = ev {
+        spent.push(bytes);
+    }
+}
+
 /// After capture stopped: process what is still queued, then flush every
 /// connection (pending requests become incomplete calls).
 pub fn drain(
@@ -65,7 +77,7 @@ pub fn drain(
 ) {
     let mut calls = Vec::new();
     while let Ok(ev) = rx.try_recv() {
-        table.on_event(ev, &mut calls);
+        table.on_event(&ev, &mut calls);
     }
     table.flush_all(now_ns(), &mut calls);
     if !calls.is_empty() {

@@ -10,6 +10,7 @@ use qmon_bpf::types::{
     qmon_role, qmon_source,
 };
 
+use super::BufPool;
 use crate::protocols::Direction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +128,11 @@ fn c_string(raw: &[i8]) -> String {
 }
 
 /// Decodes records, converting kernel monotonic timestamps to unix time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Decoder {
     pub mono_to_unix_ns: i128,
+    /// Where payload buffers come from.
+    pub pool: BufPool,
 }
 
 impl Decoder {
@@ -174,7 +177,7 @@ impl Decoder {
                     pos: (ev.pos != u64::MAX).then_some(ev.pos),
                     call_len: ev.call_len,
                     ssl: ev.ssl,
-                    bytes: payload[..len].to_vec(),
+                    bytes: self.pool.filled(&payload[..len]),
                 }
             }
             qmon_event_kind::QMON_EV_CONN_OPEN => {
@@ -251,7 +254,7 @@ mod tests {
         ev.pos = 7;
         let mut rec = as_bytes(&ev);
         rec.extend_from_slice(b"hello");
-        let d = Decoder { mono_to_unix_ns: 0 };
+        let d = Decoder::default();
         match d.decode(&rec).unwrap() {
             CaptureEvent::Data {
                 origin,
@@ -272,6 +275,27 @@ mod tests {
         rec.extend_from_slice(b"hello");
         assert!(matches!(d.decode(&rec), Err(DecodeError::BadLength { .. })));
         assert!(matches!(d.decode(&rec[..3]), Err(DecodeError::Short(3))));
+    }
+
+    #[test]
+    fn a_recycled_buffer_carries_only_the_new_payload() {
+        let mut ev = qmon_data_event::default();
+        ev.hdr.kind = qmon_event_kind::QMON_EV_DATA.0 as u8;
+        ev.len = 3;
+        let mut rec = as_bytes(&ev);
+        rec.extend_from_slice(b"new");
+        let d = Decoder::default();
+        d.pool.put(b"an older, longer payload".to_vec());
+        let decoded = d.decode(&rec).unwrap();
+        assert_eq!(d.pool.pooled_bytes(), 0, "the pooled buffer was not used");
+        match &decoded {
+            CaptureEvent::Data { bytes, .. } => assert_eq!(bytes, b"new"),
+            other => panic!("unexpected {other:?}"),
+        }
+        if let CaptureEvent::Data { bytes, .. } = decoded {
+            d.pool.put(bytes);
+        }
+        assert!(d.pool.pooled_bytes() > 0, "the buffer did not come back");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! new library copies as processes exec or open them, and publishes the
 //! kernel-side loss counters in [`CaptureStats`].
 
+pub mod bufpool;
 pub mod events;
 pub mod kernel;
 pub mod pause;
@@ -26,6 +27,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use qmon_bpf::types::{qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat};
 use qmon_bpf::QmonSkelBuilder;
 
+pub use bufpool::BufPool;
 pub use events::{CaptureEvent, Role, Source};
 pub use kernel::{AttachMode, Features};
 use tls_libs::{FileId, FileVersion, Inspection, TlsLib};
@@ -189,6 +191,9 @@ pub struct Capture {
     pub control: ConnControl,
     pub mode: AttachMode,
     pub libs: Arc<Mutex<Vec<LibStatus>>>,
+    /// Give data events back here once processed: their payload buffers
+    /// are refilled with later records instead of freshly allocated.
+    pub pool: BufPool,
 }
 
 impl Capture {
@@ -213,14 +218,18 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(CaptureStats::default());
         let libs = Arc::new(Mutex::new(Vec::new()));
+        let pool = BufPool::default();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = {
-            let stop = stop.clone();
-            let stats = stats.clone();
-            let libs = libs.clone();
+            let shared = Shared {
+                stop: stop.clone(),
+                stats: stats.clone(),
+                libs: libs.clone(),
+                pool: pool.clone(),
+            };
             std::thread::Builder::new()
                 .name("qmon-capture".into())
-                .spawn(move || run(opts, features, sink, stop, stats, libs, ready_tx))
+                .spawn(move || run(opts, features, sink, shared, ready_tx))
                 .map_err(|e| CaptureError::Load(e.to_string()))?
         };
         let (mode, conns) = match ready_rx.recv() {
@@ -240,6 +249,7 @@ impl Capture {
             },
             mode,
             libs,
+            pool,
         })
     }
 
@@ -375,15 +385,27 @@ impl Uprobes<'_, '_> {
     }
 }
 
+/// What the capture thread shares with its [`Capture`] handle.
+struct Shared {
+    stop: Arc<AtomicBool>,
+    stats: Arc<CaptureStats>,
+    libs: Arc<Mutex<Vec<LibStatus>>>,
+    pool: BufPool,
+}
+
 fn run(
     opts: CaptureOptions,
     features: Features,
     sink: SyncSender<CaptureEvent>,
-    stop: Arc<AtomicBool>,
-    stats: Arc<CaptureStats>,
-    libs: Arc<Mutex<Vec<LibStatus>>>,
+    shared: Shared,
     ready: mpsc::Sender<Ready>,
 ) {
+    let Shared {
+        stop,
+        stats,
+        libs,
+        pool,
+    } = shared;
     // Attaching to a library a process just opened races that process's
     // first SSL_write: run ahead of ordinary work so a busy host does not
     // delay it. Best effort; the thread does little else.
@@ -449,6 +471,7 @@ fn run(
 
     let decoder = events::Decoder {
         mono_to_unix_ns: kernel::monotonic_to_unix_offset_ns(),
+        pool,
     };
     let mut seen_exes: HashSet<FileVersion> = HashSet::new();
     let mut builder = libbpf_rs::RingBufferBuilder::new();

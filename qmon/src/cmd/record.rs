@@ -115,6 +115,7 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
     let scope_cell = std::cell::RefCell::new(&mut scope);
     pipeline::run(
         &rx,
+        &cap.pool,
         &mut table,
         &stop,
         |calls| {

@@ -36,7 +36,7 @@ fn parse_only(events: &[CaptureEvent], rounds: u64, span: u64) -> (u64, f64) {
     let t = Instant::now();
     for r in 0..rounds {
         for ev in events {
-            table.on_event(replay::shifted(ev, r, span), &mut calls);
+            table.on_event(&replay::shifted(ev, r, span), &mut calls);
             n += calls.len() as u64;
             calls.clear();
         }
@@ -78,7 +78,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     for r in 0..rounds {
         for ev in &events {
-            table.on_event(replay::shifted(ev, r, span), &mut calls);
+            table.on_event(&replay::shifted(ev, r, span), &mut calls);
             if calls.len() >= 256 {
                 send(&mut calls);
             }

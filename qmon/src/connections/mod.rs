@@ -137,7 +137,7 @@ impl ConnTable {
     }
 
     /// Feed one capture event; finished calls are appended to `calls`.
-    pub fn on_event(&mut self, ev: CaptureEvent, calls: &mut Vec<Call>) {
+    pub fn on_event(&mut self, ev: &CaptureEvent, calls: &mut Vec<Call>) {
         match ev {
             CaptureEvent::ConnOpen {
                 origin,
@@ -147,13 +147,13 @@ impl ConnTable {
                 ..
             } => {
                 self.stats.conns_opened += 1;
-                if role == Role::Server {
+                if *role == Role::Server {
                     // Labelled by the kernel and muted there: not outbound.
                     self.stats.server_conns += 1;
                     return;
                 }
-                if !self.scope.allows_process(origin.tgid, &comm)
-                    || !self.scope.allows_remote(remote)
+                if !self.scope.allows_process(origin.tgid, comm)
+                    || !self.scope.allows_remote(*remote)
                 {
                     self.stats.out_of_scope += 1;
                     if let Some(ctl) = &self.control {
@@ -165,7 +165,7 @@ impl ConnTable {
                     tgid: origin.tgid,
                     id: origin.conn_id,
                 };
-                let conn = Conn::new(&origin, role, remote, comm);
+                let conn = Conn::new(origin, *role, *remote, comm.clone());
                 self.track(key, conn, calls);
             }
             CaptureEvent::ConnClose { origin } => {
@@ -197,12 +197,12 @@ impl ConnTable {
                 if !self.conns.contains_key(&key) {
                     // The open event was lost, or this TLS stream's fd is
                     // not known yet.
-                    let conn = Conn::new(&origin, Role::Unknown, None, String::new());
+                    let conn = Conn::new(origin, Role::Unknown, None, String::new());
                     self.track(key, conn, calls);
                 }
-                self.on_data(key, source, dir, pos, origin.ts_ns, &bytes, calls);
+                self.on_data(key, *source, *dir, *pos, origin.ts_ns, bytes, calls);
             }
-            CaptureEvent::Exec { origin, comm, .. } => self.procs.refresh(origin.tgid, &comm),
+            CaptureEvent::Exec { origin, comm, .. } => self.procs.refresh(origin.tgid, comm),
             CaptureEvent::LibOpen { .. } => {}
             CaptureEvent::ProcExit { origin } => {
                 let keys: Vec<ConnKey> = self

@@ -48,7 +48,7 @@ fn run(events: Vec<CaptureEvent>) -> (ConnTable, Vec<Call>) {
     let mut t = ConnTable::new(ParserLimits::default(), None);
     let mut calls = Vec::new();
     for e in events {
-        t.on_event(e, &mut calls);
+        t.on_event(&e, &mut calls);
     }
     (t, calls)
 }
@@ -200,9 +200,9 @@ fn table_stays_bounded() {
     t.set_max_conns(10);
     let mut calls = Vec::new();
     for id in 1..=100 {
-        t.on_event(open(id, Role::Client), &mut calls);
+        t.on_event(&open(id, Role::Client), &mut calls);
         t.on_event(
-            data(id, Source::Syscall, Direction::Egress, 0, REQ),
+            &data(id, Source::Syscall, Direction::Egress, 0, REQ),
             &mut calls,
         );
     }

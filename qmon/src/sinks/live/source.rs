@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::calls::redact::Redactor;
-use crate::capture::{Capture, CaptureError, CaptureEvent, CaptureOptions};
+use crate::capture::{BufPool, Capture, CaptureError, CaptureEvent, CaptureOptions};
 use crate::connections::ConnTable;
 use crate::pipeline;
 use crate::protocols::ParserLimits;
@@ -169,12 +169,13 @@ pub fn start_capture(
     let stop = Arc::new(AtomicBool::new(false));
     let table = ConnTable::new(limits, Some(cap.control.clone()));
     let stats = cap.stats.clone();
+    let pool = cap.pool.clone();
     let mode = cap.mode.as_str();
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("qmon-top-pipeline".into())
-            .spawn(move || run_pipeline(ev_rx, table, stop, stats, redactor, tx))
+            .spawn(move || run_pipeline(ev_rx, pool, table, stop, stats, redactor, tx))
             .map_err(SourceError::Thread)?
     };
     Ok(Source {
@@ -187,6 +188,7 @@ pub fn start_capture(
 
 fn run_pipeline(
     rx: Receiver<CaptureEvent>,
+    pool: BufPool,
     mut table: ConnTable,
     stop: Arc<AtomicBool>,
     stats: Arc<crate::capture::CaptureStats>,
@@ -213,6 +215,7 @@ fn run_pipeline(
     };
     pipeline::run(
         &rx,
+        &pool,
         &mut table,
         &stop,
         |calls| send_calls(calls, &sender),
