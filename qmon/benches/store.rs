@@ -56,7 +56,8 @@ fn call(i: u64, req_len: usize, resp_len: usize) -> Call {
             exe: Some("/usr/bin/bench".into()),
             args: vec!["bench".into(), "--flag".into()],
             container_id: None,
-        },
+        }
+        .into(),
         conn: ConnInfo {
             conn_id: i / 100,
             remote: Some("10.0.0.1:443".parse().unwrap()),

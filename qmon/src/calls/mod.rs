@@ -198,7 +198,8 @@ pub struct ConnInfo {
 /// The record every sink consumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    pub process: ProcessInfo,
+    /// Shared with the process table and the process's other calls.
+    pub process: std::sync::Arc<ProcessInfo>,
     pub conn: ConnInfo,
     pub exchange: Exchange,
     /// Host the client asked for: authority without port, else remote ip.

@@ -205,7 +205,8 @@ mod tests {
                 exe: None,
                 args: Vec::new(),
                 container_id: container.map(str::to_string),
-            },
+            }
+            .into(),
             conn: ConnInfo {
                 conn_id: 1,
                 remote: Some(remote.parse().unwrap()),

@@ -4,13 +4,16 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::sync::Arc;
 
 use crate::calls::ProcessInfo;
 
-/// Bounded cache of process metadata by pid.
+/// Bounded cache of process metadata by pid. Entries are shared with the
+/// calls that name them: a process makes many calls, and copying its argv
+/// into each was a dozen allocations per call, freed on another thread.
 #[derive(Debug, Default)]
 pub struct ProcTable {
-    procs: HashMap<u32, ProcessInfo>,
+    procs: HashMap<u32, Arc<ProcessInfo>>,
 }
 
 const MAX_PROCS: usize = 65536;
@@ -18,21 +21,21 @@ const MAX_CMDLINE: usize = 4096;
 
 impl ProcTable {
     /// Metadata for `pid`, reading /proc on first sight.
-    pub fn get(&mut self, pid: u32, comm_hint: &str) -> &ProcessInfo {
+    pub fn get(&mut self, pid: u32, comm_hint: &str) -> Arc<ProcessInfo> {
         if !self.procs.contains_key(&pid) {
             if self.procs.len() >= MAX_PROCS {
                 // Processes whose exit event was lost: start over rather
                 // than grow without bound.
                 self.procs.clear();
             }
-            self.procs.insert(pid, read_proc(pid, comm_hint));
+            self.procs.insert(pid, Arc::new(read_proc(pid, comm_hint)));
         }
-        &self.procs[&pid]
+        self.procs[&pid].clone()
     }
 
     /// Re-read after exec: the image, and so exe and cmdline, changed.
     pub fn refresh(&mut self, pid: u32, comm_hint: &str) {
-        self.procs.insert(pid, read_proc(pid, comm_hint));
+        self.procs.insert(pid, Arc::new(read_proc(pid, comm_hint)));
     }
 
     pub fn remove(&mut self, pid: u32) {
@@ -87,6 +90,18 @@ pub fn container_id(cgroup: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_of_one_process_share_its_metadata_until_it_execs() {
+        let mut t = ProcTable::default();
+        let pid = std::process::id();
+        let a = t.get(pid, "hint");
+        let b = t.get(pid, "hint");
+        assert!(Arc::ptr_eq(&a, &b), "metadata copied per call");
+        assert_eq!(a.pid, pid);
+        t.refresh(pid, "hint");
+        assert!(!Arc::ptr_eq(&a, &t.get(pid, "hint")), "exec not re-read");
+    }
 
     const ID: &str = "3f1e2b7c9a0d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f";
 

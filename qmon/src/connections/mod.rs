@@ -549,7 +549,7 @@ impl Conn {
 }
 
 fn make_call(procs: &mut ProcTable, conn: &Conn, mut ex: Exchange) -> Call {
-    let process = procs.get(conn.tgid, &conn.comm).clone();
+    let process = procs.get(conn.tgid, &conn.comm);
     if ex.scheme.is_none() {
         ex.scheme = Some(if conn.tls { "https" } else { "http" }.to_string());
     }

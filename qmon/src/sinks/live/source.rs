@@ -461,7 +461,8 @@ mod tests {
                 pid: 42,
                 comm: "curl".into(),
                 ..ProcessInfo::default()
-            },
+            }
+            .into(),
             conn: ConnInfo {
                 conn_id: 1,
                 remote: None,

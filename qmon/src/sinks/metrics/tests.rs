@@ -29,7 +29,8 @@ fn call(method: &str, host: &str, route: &str, status: Option<u16>) -> Call {
             exe: Some("/usr/bin/curl".into()),
             args: Vec::new(),
             container_id: None,
-        },
+        }
+        .into(),
         conn: ConnInfo {
             conn_id: 1,
             remote: None,
@@ -161,7 +162,7 @@ fn servers_and_executables_are_capped_with_overflow() {
     assert_eq!(o, vec![Overflow::Server]);
     // A second executable overflows too.
     let mut c = call("GET", "h0", "/", Some(200));
-    c.process.exe = Some("/usr/bin/wget".into());
+    std::sync::Arc::make_mut(&mut c.process).exe = Some("/usr/bin/wget".into());
     let (labels, o) = l.labels(&c);
     assert_eq!(get(&labels, "process_executable_name"), OTHER);
     assert_eq!(o, vec![Overflow::Executable]);

@@ -219,10 +219,10 @@ pub(super) fn make_row(mut call: Call, opts: &StoreOptions, memo: &mut CmdlineMe
     Row {
         process: (
             p.pid,
-            p.comm,
-            p.exe,
+            p.comm.clone(),
+            p.exe.clone(),
             (!p.args.is_empty()).then(|| memo.get(p.pid, &p.args, opts)),
-            p.container_id,
+            p.container_id.clone(),
         ),
         values,
     }

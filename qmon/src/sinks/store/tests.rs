@@ -42,7 +42,8 @@ pub(crate) fn sample_call(i: u64, started_at_ns: u64) -> Call {
             exe: Some("/usr/bin/curl".into()),
             args: vec!["curl".into(), "https://api.example.com".into()],
             container_id: None,
-        },
+        }
+        .into(),
         conn: ConnInfo {
             conn_id: 77,
             remote: Some("93.184.216.34:443".parse().unwrap()),
@@ -123,7 +124,7 @@ fn insert_and_read_back_through_view() {
         total: 10,
         truncated: true,
     };
-    grpc.process.container_id = Some("abc123".into());
+    std::sync::Arc::make_mut(&mut grpc.process).container_id = Some("abc123".into());
     assert!(h.send(grpc));
 
     let stats = store.flush_and_close().unwrap();
