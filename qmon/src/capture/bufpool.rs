@@ -44,19 +44,10 @@ impl BufPool {
         buf
     }
 
-    /// Take back a buffer whose contents are no longer needed.
-    pub fn put(&self, mut buf: Vec<u8>) {
-        let cap = buf.capacity();
-        if cap == 0 || cap > MAX_POOLED_BUF {
-            return;
-        }
-        buf.clear();
-        if let Ok(mut p) = self.0.lock() {
-            if p.bytes + cap <= MAX_POOLED_BYTES {
-                p.bytes += cap;
-                p.bufs.push(buf);
-            }
-        }
+    /// Take back one buffer whose contents are no longer needed.
+    #[cfg(test)]
+    pub fn put(&self, buf: Vec<u8>) {
+        self.put_all(&mut vec![buf]);
     }
 
     /// Take back every buffer in `bufs` under one lock (each lock takes a
@@ -78,6 +69,7 @@ impl BufPool {
     }
 
     /// Capacity currently pooled, in bytes.
+    #[cfg(test)]
     pub fn pooled_bytes(&self) -> usize {
         self.0.lock().map_or(0, |p| p.bytes)
     }
