@@ -446,6 +446,18 @@ fn content_length_complete(s: &Stream) -> bool {
             .is_some_and(|n| n == s.ex.resp_body.total && s.resp_data_ns.is_some())
 }
 
+/// A reset that ends a stream whose response was already whole is not a
+/// failure: the client read every byte its Content-Length announced and
+/// reset the stream (curl: STREAM_CLOSED) before a separate END_STREAM
+/// frame arrived, or the server, done answering, tells the client to stop
+/// sending the request with NO_ERROR (RFC 9113 8.1).
+fn finished_before_reset(s: &Stream, d: Direction, code: u32) -> bool {
+    match d {
+        Direction::Egress => content_length_complete(s),
+        Direction::Ingress => code == 0 && s.resp_ended && s.ex.error.is_none(),
+    }
+}
+
 fn set_error(ex: &mut Exchange, e: CallError) {
     if ex.error.as_ref().is_none_or(|cur| rank(&e) > rank(cur)) {
         ex.error = Some(e);
@@ -1019,12 +1031,19 @@ impl Http2Parser {
                     .get(..4)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 if let Some(mut s) = self.streams.remove(&h.stream) {
-                    set_error(&mut s.ex, CallError::Reset(code));
-                    if d == Direction::Ingress {
-                        s.ex.timing.resp_first_ns.get_or_insert(ts);
-                        s.ex.timing.resp_last_ns = Some(ts);
-                    } else if !s.req_ended {
-                        s.ex.timing.req_last_ns = ts;
+                    if finished_before_reset(&s, d, code) {
+                        if d == Direction::Egress {
+                            // Done when the last body byte arrived.
+                            s.ex.timing.resp_last_ns = s.resp_data_ns;
+                        }
+                    } else {
+                        set_error(&mut s.ex, CallError::Reset(code));
+                        if d == Direction::Ingress {
+                            s.ex.timing.resp_first_ns.get_or_insert(ts);
+                            s.ex.timing.resp_last_ns = Some(ts);
+                        } else if !s.req_ended {
+                            s.ex.timing.req_last_ns = ts;
+                        }
                     }
                     self.emit(s, out);
                 } else {

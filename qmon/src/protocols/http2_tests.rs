@@ -1021,3 +1021,56 @@ fn percent_decoding() {
     assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
     assert_eq!(percent_decode("caf%C3%A9"), "caf\u{e9}");
 }
+
+/// A reset after the whole response is the stream's end, not a failure: the
+/// client resetting once Content-Length bytes arrived (any code), or the
+/// server's NO_ERROR reset after its END_STREAM. A client reset before the
+/// body is whole, or a server reset with an error code, stays a reset.
+#[test]
+fn reset_after_whole_response_is_not_an_error() {
+    let mut c = Conn::new(ParserLimits::default());
+    for (id, path) in [(1, "/full"), (3, "/short"), (5, "/cancel")] {
+        c.get(id, path);
+        let b = c
+            .enc_s
+            .encode([(&b":status"[..], &b"200"[..]), (b"content-length", b"5")]);
+        c.send(Direction::Ingress, &frame(T_HEADERS, F_END_HEADERS, id, &b));
+    }
+    c.send(Direction::Ingress, &frame(T_DATA, 0, 1, b"hello"));
+    let data_ts = c.ts;
+    c.send(Direction::Ingress, &frame(T_DATA, 0, 3, b"hel"));
+    c.send(Direction::Ingress, &frame(T_DATA, 0, 5, b"hello"));
+    c.send(
+        Direction::Egress,
+        &frame(T_RST_STREAM, 0, 1, &5u32.to_be_bytes()),
+    );
+    c.send(
+        Direction::Egress,
+        &frame(T_RST_STREAM, 0, 3, &5u32.to_be_bytes()),
+    );
+    c.send(
+        Direction::Egress,
+        &frame(T_RST_STREAM, 0, 5, &8u32.to_be_bytes()),
+    );
+
+    // The server answers before the request body ends, then resets.
+    for (id, path, code) in [(7, "/early", 0u32), (9, "/refused", 7)] {
+        let b = c.req_block(path);
+        c.send(Direction::Egress, &frame(T_HEADERS, F_END_HEADERS, id, &b));
+        c.send(Direction::Egress, &frame(T_DATA, 0, id, b"partial"));
+        c.respond(id, b"no");
+        c.send(
+            Direction::Ingress,
+            &frame(T_RST_STREAM, 0, id, &code.to_be_bytes()),
+        );
+    }
+    assert_eq!(c.out.len(), 5, "{:#?}", c.out);
+    let full = by_path(&c.out, "/full");
+    assert_eq!(full.error, None, "{full:?}");
+    assert_eq!(full.timing.resp_last_ns, Some(data_ts));
+    assert_eq!(by_path(&c.out, "/short").error, Some(CallError::Reset(5)));
+    assert_eq!(by_path(&c.out, "/cancel").error, None);
+    let early = by_path(&c.out, "/early");
+    assert_eq!((early.error.clone(), early.status), (None, Some(200)));
+    assert_eq!(by_path(&c.out, "/refused").error, Some(CallError::Reset(7)));
+}
