@@ -27,6 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define O_ACCMODE 00000003
 #define O_CREAT 00000100
 #define O_TRUNC 00001000
+#define O_CLOEXEC 02000000
 
 /* Set by the daemon before load. */
 const volatile __u32 qmon_tgid = 0;
@@ -465,6 +466,11 @@ static __always_inline void data_enter(int fd, __u64 buf, __u32 iovcnt, __u8 dir
 			stat_add(QMON_STAT_MUTED_CALLS, 1);
 			goto skip;
 		}
+		/* Ciphertext under SSL_read/SSL_write: the exit would only mark
+		 * the connection TLS, which it already is (or muted, where it
+		 * does not matter). The fd is learnt above; skip the exit. */
+		if (a.in_ssl && (st->flags & (QMON_CONN_TLS | QMON_CONN_MUTE_ALL)))
+			goto skip;
 	} else if (!tcp_sock_of_fd(fd)) {
 		goto skip; /* files, pipes, non-TCP sockets: nothing to do */
 	}
@@ -956,9 +962,11 @@ int lib_openat_enter(tp_enter_t *ctx)
 
 	if (is_self(id))
 		return 0;
-	/* Loaders open libraries read-only; a copy being written (cp, package
-	 * managers) is not a library yet. */
-	if (ctx->args[2] & (O_ACCMODE | O_CREAT | O_TRUNC))
+	/* Loaders (glibc's and musl's, for DT_NEEDED and dlopen alike) open
+	 * libraries read-only with O_CLOEXEC; a copy being written (cp, package
+	 * managers) is not a library yet. Checking the flags first spares the
+	 * path copy on most other opens (a web server's static files). */
+	if ((ctx->args[2] & (O_ACCMODE | O_CREAT | O_TRUNC | O_CLOEXEC)) != O_CLOEXEC)
 		return 0;
 	p = proc_scratch_get();
 	if (!p)
