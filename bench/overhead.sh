@@ -71,9 +71,37 @@ paired() {
 		printf "%.2f× (%.2f–%.2f)", m, a[1], a[NR]
 	}'
 }
+# ci W COND: a 90% interval for "added vs floor" from the medians,
+# bootstrapped over rounds (rounds resampled with replacement, each keeping
+# its own none/noop/COND), so a table says how far noise alone moves it.
+ci() {
+	$PY - "$RES" "$1" "$2" <<'PYEOF'
+import random, statistics, sys
+res, w, c = sys.argv[1:4]
+rounds = {}
+for line in open(res):
+    f = line.rstrip("\n").split("\t")
+    if f[0] == w:
+        rounds.setdefault(f[5], {})[f[1]] = float(f[2])
+rs = [r for r in rounds.values() if all(k in r for k in ("none", "noop", c))]
+if len(rs) < 3:
+    sys.exit()
+rng = random.Random(1)
+out = []
+for _ in range(4000):
+    s = [rng.choice(rs) for _ in rs]
+    m = {k: statistics.median(r[k] for r in s) for k in ("none", "noop", c)}
+    floor = 1 / m["noop"] - 1 / m["none"]
+    if floor > 0:
+        out.append((1 / m[c] - 1 / m["none"]) / floor)
+out.sort()
+if out:
+    print(f"{out[len(out) * 5 // 100]:.2f}–{out[len(out) * 95 // 100]:.2f}")
+PYEOF
+}
 echo
-echo "| workload | condition | req/s (median) | p50 µs | p99 µs | req/s vs none | added µs/request | added vs floor | paired vs floor, median (range) |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| workload | condition | req/s (median) | p50 µs | p99 µs | req/s vs none | added µs/request | added vs floor | 90% interval | paired vs floor, median (range) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for wl in $WORKLOADS; do
 	w=${wl%%:*}${wl#*:}
 	base=$(med "$w" none 3)
@@ -82,15 +110,16 @@ for wl in $WORKLOADS; do
 		rps=$(med "$w" "$cond" 3)
 		[ "$rps" = nan ] && continue
 		pv=
-		case $cond in none | noop) ;; *) pv=$(paired "$w" "$cond") ;; esac
-		awk -v w="$w" -v c="$cond" -v r="$rps" -v b="$base" -v f="$floor" -v pv="$pv" \
+		iv=
+		case $cond in none | noop) ;; *) pv=$(paired "$w" "$cond") iv=$(ci "$w" "$cond") ;; esac
+		awk -v w="$w" -v c="$cond" -v r="$rps" -v b="$base" -v f="$floor" -v pv="$pv" -v iv="$iv" \
 			-v p50="$(med "$w" "$cond" 4)" -v p99="$(med "$w" "$cond" 5)" 'BEGIN {
 			add = 1e6 / r - 1e6 / b
 			vs = (c == "none" || c == "noop") ? "" : (f > 0 ? sprintf("%.2f×", add / f) : "floor ≤ 0")
-			printf "| %s | %s | %.0f | %.0f | %.0f | %.3f | %.1f | %s | %s |\n", w, c, r, p50, p99, r / b, add, vs, pv
+			printf "| %s | %s | %.0f | %.0f | %.0f | %.3f | %.1f | %s | %s | %s |\n", w, c, r, p50, p99, r / b, add, vs, iv, pv
 		}'
 	done
 done
 echo
-echo "(PIN=${PIN:-0}; REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's, from the medians; 'paired' = the same ratio within each round, median and range over rounds.)"
+echo "(PIN=${PIN:-0}; REPS=$REPS rounds of ${SECS}s per condition; 'added vs floor' = qmon's added time per request / the noop floor's, from the medians; '90% interval' = that ratio's bootstrap interval over rounds; 'paired' = the same ratio within each round, median and range over rounds.)"
 machine
