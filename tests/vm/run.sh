@@ -25,6 +25,10 @@
 #   QMON_VM_MEM       guest memory (default 1536M)
 #   QMON_VM_SMP       guest CPUs (default 2)
 #   QMON_VM_TIMEOUT   seconds per guest before it is killed (default 1200)
+#   QMON_VM_TCG_THREAD  QEMU's TCG threading, "single" (default) or "multi".
+#                     Multi-threaded TCG now and then lets a vCPU run code
+#                     the kernel is patching (static keys, kprobes) and the
+#                     guest oopses on an int3; see docs/compatibility.md.
 #   QMON_VM_TESTS     optional libtest filter passed to every test binary
 #   QMON_VM_SKIP_TESTS  test names skipped in guests (default: none)
 #   QMON_VM_SKIP      test binaries not run in guests. Default: "harness"
@@ -47,6 +51,7 @@ KERNELS="${QMON_VM_KERNELS:-6.1 6.12}"
 MEM="${QMON_VM_MEM:-1536M}"
 SMP="${QMON_VM_SMP:-2}"
 TIMEOUT="${QMON_VM_TIMEOUT:-1200}"
+TCG_THREAD="${QMON_VM_TCG_THREAD:-single}"
 SKIP="${QMON_VM_SKIP-harness top metrics config diskfull packaging dashboards}"
 
 log() { echo "vm: $*" >&2; }
@@ -209,7 +214,7 @@ boot() {
         kernel="$kdir/bzImage"
     fi
     timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
-        -accel tcg -cpu max -smp "$SMP" -m "$MEM" \
+        -accel tcg,thread="$TCG_THREAD" -cpu max -smp "$SMP" -m "$MEM" \
         -nographic -no-reboot -nodefaults -serial stdio \
         -kernel "$kernel" -initrd "$out/initrd.gz" \
         -append "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off qmon.guest=$VM_DIR/guest.sh" \
