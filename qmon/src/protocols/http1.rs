@@ -8,8 +8,10 @@
 //! pair with responses in order (pipelining included).
 //!
 //! After a gap or malformed bytes the parser resynchronises by scanning for
-//! the next plausible start line (`METHOD SP target SP HTTP/1.x` on egress,
-//! `HTTP/1.x NNN` on ingress) at the start of a line.
+//! the next plausible start line: `METHOD SP target SP HTTP/1.x` on egress
+//! (any method at a line start, a known one anywhere in a line), and
+//! `HTTP/1.x NNN` anywhere on ingress. Messages follow the previous body
+//! directly, and bodies rarely end with a newline.
 
 use std::collections::VecDeque;
 
@@ -545,6 +547,7 @@ fn body_advance(
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum LineMatch {
     Yes,
     Maybe,
@@ -590,7 +593,7 @@ fn match_request_line(line: &[u8], complete: bool) -> LineMatch {
     LineMatch::Yes
 }
 
-/// Does `rest` (from a line start) begin with `HTTP/1.x NNN`?
+/// Does `rest` begin with `HTTP/1.x NNN` and then a space or CR?
 fn match_status_line(rest: &[u8]) -> LineMatch {
     const PAT: &[u8] = b"HTTP/1.d ddd";
     for (i, &p) in PAT.iter().enumerate() {
@@ -606,44 +609,116 @@ fn match_status_line(rest: &[u8]) -> LineMatch {
             return LineMatch::No;
         }
     }
-    LineMatch::Yes
+    match rest.get(PAT.len()) {
+        None => LineMatch::Maybe,
+        Some(b' ' | b'\r') => LineMatch::Yes,
+        Some(_) => LineMatch::No,
+    }
+}
+
+/// Where a complete egress line (without its `\n`) holds a request line:
+/// the whole line when it starts at a line start, or one that begins with a
+/// known method after other bytes. The latter happens when a body with no
+/// trailing newline is followed by the next request, so a resync that only
+/// looked at line starts would never find it again.
+fn request_line_start(line: &[u8], at_line_start: bool) -> Option<usize> {
+    if at_line_start && match_request_line(line, true) == LineMatch::Yes {
+        return Some(0);
+    }
+    let l = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = l
+        .strip_suffix(b" HTTP/1.1")
+        .or_else(|| l.strip_suffix(b" HTTP/1.0"))?;
+    let sp = rest.iter().rposition(|&b| b == b' ')?;
+    let target = &rest[sp + 1..];
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let prefix = &rest[..sp];
+    METHODS
+        .iter()
+        .filter(|m| prefix.ends_with(m))
+        .map(|m| prefix.len() - m.len())
+        .min()
+}
+
+/// First position in `tail` (an incomplete line) where a known method and
+/// its space begin, or could begin once more bytes arrive.
+fn method_in_tail(tail: &[u8]) -> Option<usize> {
+    (0..tail.len()).find(|&q| {
+        let t = &tail[q..];
+        METHODS.iter().any(|m| {
+            let n = t.len().min(m.len());
+            t[..n] == m[..n] && t.get(m.len()).is_none_or(|&b| b == b' ')
+        })
+    })
 }
 
 enum Scan {
     Found(usize),
-    /// The line starting here is incomplete but could still match.
-    Maybe(usize),
+    /// A message start could still begin here once more bytes arrive.
+    Maybe {
+        at: usize,
+        line_start: bool,
+    },
     None,
 }
 
 fn scan_for_start(buf: &[u8], line_start: bool, dir: Direction) -> Scan {
-    let mut p = if line_start {
-        0
-    } else {
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => i + 1,
-            None => return Scan::None,
+    match dir {
+        Direction::Ingress => scan_status(buf),
+        Direction::Egress => scan_request(buf, line_start),
+    }
+}
+
+/// A status line may start anywhere: a response follows the previous body
+/// directly, and bodies rarely end with a newline.
+fn scan_status(buf: &[u8]) -> Scan {
+    let mut p = 0;
+    while let Some(i) = buf[p..].iter().position(|&b| b == b'H') {
+        let at = p + i;
+        match match_status_line(&buf[at..]) {
+            LineMatch::Yes => return Scan::Found(at),
+            LineMatch::Maybe => {
+                return Scan::Maybe {
+                    at,
+                    line_start: false,
+                }
+            }
+            LineMatch::No => p = at + 1,
         }
-    };
+    }
+    Scan::None
+}
+
+fn scan_request(buf: &[u8], line_start: bool) -> Scan {
+    let mut p = 0;
+    let mut at_line_start = line_start;
     while p < buf.len() {
         let rest = &buf[p..];
-        let nl = rest.iter().position(|&b| b == b'\n');
-        let m = match dir {
-            Direction::Egress => match nl {
-                Some(i) => match_request_line(&rest[..i], true),
-                None => match_request_line(rest, false),
-            },
-            Direction::Ingress => match_status_line(rest),
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            if at_line_start && match_request_line(rest, false) == LineMatch::Maybe {
+                return Scan::Maybe {
+                    at: p,
+                    line_start: true,
+                };
+            }
+            // Only the last RESYNC_LINE_MAX bytes can still end up in a
+            // request line.
+            let from = rest.len().saturating_sub(RESYNC_LINE_MAX);
+            return match method_in_tail(&rest[from..]) {
+                Some(q) => Scan::Maybe {
+                    at: p + from + q,
+                    line_start: false,
+                },
+                None => Scan::None,
+            };
         };
-        match m {
-            LineMatch::Yes => return Scan::Found(p),
-            LineMatch::Maybe if nl.is_none() || dir == Direction::Ingress => return Scan::Maybe(p),
-            _ => {}
+        if let Some(q) = request_line_start(&rest[..nl], at_line_start) {
+            return Scan::Found(p + q);
         }
-        match nl {
-            Some(i) => p += i + 1,
-            None => break,
-        }
+        p += nl + 1;
+        at_line_start = true;
     }
     Scan::None
 }
@@ -666,9 +741,9 @@ fn resync_step(side: &mut Side, data: &[u8], dir: Direction, cap: usize) -> Opti
                 side.rs_line_start = true;
                 return Some(v);
             }
-            Scan::Maybe(p) => {
-                side.rs.drain(..p);
-                side.rs_line_start = true;
+            Scan::Maybe { at, line_start } => {
+                side.rs.drain(..at);
+                side.rs_line_start = line_start;
                 if side.rs.len() >= window {
                     side.rs.clear();
                     side.rs_line_start = false;

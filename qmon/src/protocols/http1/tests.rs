@@ -813,3 +813,95 @@ fn nginx_chunked_gzip_then_304() {
     assert_eq!(out[1].status, Some(304));
     assert_eq!(out[1].resp_body.total, 0);
 }
+
+#[test]
+fn silent_desync_recovers_at_next_status_line() {
+    // Real capture: capture paused with no gap reported, so one response's
+    // body runs into the middle of a later one. Bodies end without a
+    // newline; before the status line was searched for mid-line, every
+    // later call on the connection was left incomplete.
+    let out = run(fixture!("desync_no_newline"));
+    let statuses: Vec<_> = out.iter().map(|e| (e.status, e.error.clone())).collect();
+    assert_eq!(out.len(), 7, "{statuses:?}");
+    // The three calls before the pause, the last of them the one it cut
+    // (its body counted from the wrong bytes, which nothing on the wire
+    // can show).
+    for e in &out[..3] {
+        assert_eq!((e.status, &e.error), (Some(200), &None), "{statuses:?}");
+    }
+    // The first request after it pairs with the leftover bytes plus the
+    // next head: marked, not guessed.
+    assert_eq!(out[3].error, Some(CallError::Malformed("bad_response")));
+    assert_eq!(out[3].path.as_deref(), Some("/16k"));
+    // Every call after that is whole again.
+    for e in &out[4..] {
+        assert_eq!((e.status, &e.error), (Some(200), &None), "{statuses:?}");
+        assert_eq!(e.resp_body.total, 16384);
+        assert_eq!(e.path.as_deref(), Some("/16k"));
+    }
+}
+
+#[test]
+fn ingress_resync_finds_status_line_after_body_without_newline() {
+    let tail = b"ngth: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for split in 0..=tail.len() {
+        let s = vec![
+            eg(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            ing(b"HTTP/1.1 200 OK\r\nContent-Le"),
+            Segment::Gap(Direction::Ingress, 20),
+            ing(&tail[..split]),
+            ing(&tail[split..]),
+        ];
+        let (out, _) = run_with(ParserLimits::default(), &s);
+        assert_eq!(out.len(), 2, "split {split}: {out:#?}");
+        assert_eq!(out[0].path.as_deref(), Some("/a"));
+        assert_eq!(out[0].error, Some(CallError::DataLost));
+        assert_eq!(out[1].path.as_deref(), Some("/b"), "split {split}");
+        assert_eq!(out[1].error, None, "split {split}");
+        assert_eq!(out[1].resp_body.captured, b"ok", "split {split}");
+    }
+}
+
+#[test]
+fn egress_resync_finds_request_line_after_body_without_newline() {
+    let tail = b"ngth: 3\r\n\r\nabcPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nxy";
+    for split in 0..=tail.len() {
+        let s = vec![
+            eg(b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Le"),
+            Segment::Gap(Direction::Egress, 10),
+            eg(&tail[..split]),
+            eg(&tail[split..]),
+            ing(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+            ing(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"),
+        ];
+        let (out, _) = run_with(ParserLimits::default(), &s);
+        assert_eq!(out.len(), 2, "split {split}: {out:#?}");
+        assert_eq!(out[0].error, Some(CallError::DataLost), "split {split}");
+        assert_eq!(out[1].path.as_deref(), Some("/b"), "split {split}");
+        assert_eq!(out[1].method.as_deref(), Some("POST"), "split {split}");
+        assert_eq!(out[1].req_body.captured, b"xy", "split {split}");
+        assert_eq!(out[1].status, Some(202), "split {split}");
+        assert_eq!(out[1].error, None, "split {split}");
+    }
+}
+
+#[test]
+fn resync_ignores_look_alikes() {
+    // Not status lines: no digits, a fourth digit, HTTP/2. Not request
+    // lines: a method with no target, an unknown method mid-line.
+    let s = vec![
+        eg(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ing(b"HTTP/1.1 200 OK\r\nContent-Le"),
+        Segment::Gap(Direction::Ingress, 20),
+        ing(b"xHTTP/1.1 OK xHTTP/1.1 2000 xHTTP/2 200 x"),
+        ing(b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ];
+    let (out, _) = run_with(ParserLimits::default(), &s);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[1].status, Some(204));
+    assert_eq!(out[1].error, None);
+    assert!(request_line_start(b"xGET  HTTP/1.1\r", false).is_none());
+    assert!(request_line_start(b"xFETCH /a HTTP/1.1\r", false).is_none());
+    assert_eq!(request_line_start(b"xGET /a HTTP/1.1\r", false), Some(1));
+    assert_eq!(request_line_start(b"FETCH /a HTTP/1.1\r", true), Some(0));
+}
