@@ -62,6 +62,11 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
         if let Some(d) = detect_ingress(ingress, mid) {
             return d;
         }
+        if mid && egress.is_empty() {
+            // A client adopted mid-response (a keep-alive connection open
+            // before qmon started): its next request decides.
+            return Detected::NeedMore;
+        }
         if !mid && egress.is_empty() && could_be_server_settings(ingress) {
             // h2c with prior knowledge: an HTTP/2 server may send its
             // SETTINGS before the client's preface is seen (grpc does).
@@ -183,5 +188,14 @@ mod tests {
             detect(b"", b"\x00\x00\x06\x04\x00\x00\x00\x00\x01rest", false),
             Detected::Other
         );
+    }
+
+    #[test]
+    fn client_adopted_mid_response_waits_for_its_request() {
+        let body = [b'b'; 64];
+        assert_eq!(detect(b"", &body, true), Detected::NeedMore);
+        assert_eq!(detect(b"GET / HTTP/1.1\r\n", &body, true), Detected::Http1);
+        // From the start of a stream the same bytes are not HTTP.
+        assert_eq!(detect(b"", &body, false), Detected::Other);
     }
 }

@@ -26,6 +26,10 @@ pub use detect::Detected;
 /// seen) must be held whole. Past this, the held bytes are dropped and the
 /// direction is treated as joined mid-stream.
 const DETECT_BYTES: usize = 16 * 1024;
+/// Bytes a connection may pass undecided, beyond those held, before it is
+/// switched off as not HTTP. A client adopted mid-response waits for its
+/// next request; this bounds the wait on a stream that never sends one.
+const DETECT_GIVE_UP: u64 = 1024 * 1024;
 
 /// Counters for qmon's own health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -58,6 +62,8 @@ enum State {
     /// Not decided yet: first bytes of each direction.
     Detecting {
         held: [Vec<u8>; 2],
+        /// Bytes seen but not held.
+        dropped: u64,
     },
     Parsing(Box<dyn Parser>),
     /// Not HTTP, or server-side: nothing more is parsed.
@@ -254,6 +260,7 @@ impl ConnTable {
                 conn.mid = false;
                 conn.state = State::Detecting {
                     held: [Vec::new(), Vec::new()],
+                    dropped: 0,
                 };
             }
             (Some(Source::OpenSsl), Source::Syscall) => return,
@@ -289,7 +296,7 @@ impl ConnTable {
             Some(c) => c,
             None => return,
         };
-        if let State::Detecting { held } = &mut conn.state {
+        if let State::Detecting { held, dropped } = &mut conn.state {
             if gap > 0 {
                 // Missed bytes before deciding: whatever comes next is
                 // mid-stream.
@@ -306,18 +313,21 @@ impl ConnTable {
             // before qmon started was switched off as "not HTTP". A preface
             // or HTTP/1 request is still recognised first.
             let maybe_mid = conn.mid || conn.role == Role::Unknown;
-            let decided = detect::detect(&held[0], &held[1], maybe_mid);
-            let next = match decided {
-                Detected::NeedMore => {
-                    if data.len() > room {
-                        // Bytes not held are bytes lost to the parser.
-                        self.stats.gaps += 1;
-                        self.stats.gap_bytes += (data.len() - room) as u64;
-                        conn.mid = true;
-                        held[d].clear();
-                    }
-                    None
+            let mut decided = detect::detect(&held[0], &held[1], maybe_mid);
+            if decided == Detected::NeedMore && data.len() > room {
+                // Bytes not held are bytes lost to the parser.
+                let lost = (data.len() - room) as u64;
+                self.stats.gaps += 1;
+                self.stats.gap_bytes += lost;
+                conn.mid = true;
+                held[d].clear();
+                *dropped += lost;
+                if *dropped > DETECT_GIVE_UP {
+                    decided = Detected::Other;
                 }
+            }
+            let next = match decided {
+                Detected::NeedMore => None,
                 Detected::Http1 => {
                     self.stats.http1_conns += 1;
                     Some(State::Parsing(Box::new(Http1Parser::new(limits))))
@@ -542,6 +552,7 @@ impl Conn {
             mid: false,
             state: State::Detecting {
                 held: [Vec::new(), Vec::new()],
+                dropped: 0,
             },
             last_ts: origin.ts_ns,
         }

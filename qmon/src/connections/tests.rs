@@ -160,7 +160,7 @@ fn non_http_is_switched_off() {
         close(1),
     ]);
     assert!(calls.is_empty());
-    assert_eq!(t.stats.not_http, 1);
+    assert_eq!(t.stats.not_http, 1, "{:?}", t.stats);
 }
 
 #[test]
@@ -399,4 +399,45 @@ fn client_reset_after_full_content_length_is_complete() {
     // Complete when the last body byte arrived, not at the late END_STREAM.
     assert!(first.timing.resp_last_ns < calls[1].exchange.timing.resp_last_ns);
     assert_eq!(t.stats.http2_conns, 1);
+}
+
+/// A keep-alive TLS client adopted mid-response (qmon started while the
+/// response was arriving): the first bytes seen are ciphertext from the
+/// read under SSL_read, then the rest of a body. Found by bench/toggle.sh.
+/// The connection used to be switched off as not HTTP on the body bytes,
+/// so none of its later calls were recorded; the next request decides.
+#[test]
+fn client_adopted_mid_response_is_recorded_from_its_next_request() {
+    let body = vec![b'b'; 20_000];
+    let (t, calls) = run(vec![
+        open(1, Role::Unknown),
+        data(1, Source::Syscall, Direction::Ingress, 0, &[0xe9; 40]),
+        data(1, Source::OpenSsl, Direction::Ingress, 0, &body[..8192]),
+        data(1, Source::OpenSsl, Direction::Ingress, 8192, &body[8192..]),
+        data(1, Source::OpenSsl, Direction::Egress, 0, REQ),
+        data(1, Source::OpenSsl, Direction::Ingress, 20_000, RESP),
+        close(1),
+    ]);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let e = &calls[0].exchange;
+    assert_eq!(e.path.as_deref(), Some("/users/12345?token=x"));
+    assert_eq!((e.status, &e.error), (Some(200), &None));
+    assert!(calls[0].conn.tls);
+    assert_eq!(t.stats.not_http, 0);
+}
+
+/// ... but a stream that only ever receives bytes that are not HTTP is
+/// switched off once it has passed DETECT_GIVE_UP bytes beyond those held.
+#[test]
+fn adopted_stream_without_requests_is_switched_off_eventually() {
+    let chunk = vec![0x17u8; 64 * 1024];
+    let mut ev = vec![open(1, Role::Unknown)];
+    let mut pos = 0;
+    while pos <= 2 * DETECT_GIVE_UP {
+        ev.push(data(1, Source::Syscall, Direction::Ingress, pos, &chunk));
+        pos += chunk.len() as u64;
+    }
+    let (t, calls) = run(ev);
+    assert!(calls.is_empty());
+    assert_eq!(t.stats.not_http, 1, "{:?}", t.stats);
 }
