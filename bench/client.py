@@ -6,11 +6,13 @@ so qmon's uprobes see every request. Prints one JSON line:
 {"requests", "seconds", "rps", "p50_us", "p99_us", "errors"}.
 
     client.py --port 18443 --tls --path /small --seconds 5 [--rate 1000]
-              [--procs N] [--per-conn N]
+              [--procs N] [--per-conn N] [--timestamps FILE]
 
 --rate paces each process's loop to RATE/procs requests per second (sleep to
 the next deadline); without it the loop runs flat out. --per-conn closes and
 reopens the connection after that many requests (0: keep it for the run).
+--timestamps writes each request's completion time (time.monotonic_ns(),
+CLOCK_MONOTONIC, one per line) for bench/toggle.sh.
 """
 import argparse
 import http.client
@@ -32,6 +34,7 @@ def worker(a, rate, q):
 
     conn = connect()
     lat = []
+    done_at = []
     errors = 0
     done = 0
     start = time.perf_counter()
@@ -59,12 +62,14 @@ def worker(a, rate, q):
             conn = connect()
             continue
         lat.append(time.perf_counter() - t0)
+        if a.timestamps:
+            done_at.append(time.monotonic_ns())
         done += 1
         if a.per_conn and done % a.per_conn == 0:
             conn.close()
             conn = connect()
     conn.close()
-    q.put((lat, errors, time.perf_counter() - start))
+    q.put((lat, errors, time.perf_counter() - start, done_at))
 
 
 def main():
@@ -77,6 +82,7 @@ def main():
     p.add_argument("--rate", type=float, default=0.0, help="total requests/s (0: flat out)")
     p.add_argument("--procs", type=int, default=1)
     p.add_argument("--per-conn", type=int, default=0)
+    p.add_argument("--timestamps", help="write completion times (monotonic ns) here")
     a = p.parse_args()
     q = mp.Queue()
     rate = a.rate / a.procs if a.rate else 0.0
@@ -86,6 +92,9 @@ def main():
     res = [q.get() for _ in ps]
     for x in ps:
         x.join()
+    if a.timestamps:
+        with open(a.timestamps, "w") as f:
+            f.writelines(f"{t}\n" for t in sorted(t for r in res for t in r[3]))
     lat = sorted(v for r in res for v in r[0])
     secs = max(r[2] for r in res)
     n = len(lat)

@@ -155,9 +155,9 @@ machine() {
 db_counts() {
 	local c s
 	c=$("$QMON" query --db "$WORK/qmon.db" --format csv \
-		"SELECT count(*) FROM calls WHERE port IN ($TLS_PORT, $HTTP_PORT)" | tail -1)
+		"SELECT count(*) FROM calls WHERE port IN ($TLS_PORT, $HTTP_PORT)" | tail -1 | tr -d '\r')
 	s=$("$QMON" query --db "$WORK/qmon.db" --format csv \
-		"SELECT lost_events, queue_dropped, parse_errors FROM recorder_status" | tail -1 | tr ',' ' ')
+		"SELECT lost_events, queue_dropped, parse_errors FROM recorder_status" | tail -1 | tr ',\r' ' ')
 	echo "$c ${s:-nan nan nan}"
 }
 

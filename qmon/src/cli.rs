@@ -76,6 +76,15 @@ pub struct CaptureArgs {
     /// (the bare cost of the probes). Captures nothing.
     #[arg(long, hide = true)]
     pub bench_noop: bool,
+
+    /// Benchmarks only: alternate between recording and the floor every MS
+    /// milliseconds, logging each switch to --bench-phase-log.
+    #[arg(long, hide = true, value_name = "MS", requires = "bench_phase_log")]
+    pub bench_toggle_ms: Option<u64>,
+
+    /// Benchmarks only: where --bench-toggle-ms logs its switches.
+    #[arg(long, hide = true, value_name = "FILE", requires = "bench_toggle_ms")]
+    pub bench_phase_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

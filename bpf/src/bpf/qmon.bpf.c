@@ -42,8 +42,15 @@ const volatile bool capture_server = false;
  * same programs attach at the same points and do nothing. That is the floor
  * against which the cost of the real programs is measured. */
 const volatile bool qmon_bench_noop = false;
-#define NOOP_GUARD            \
-	if (qmon_bench_noop)  \
+/* Benchmarks only (`--bench-toggle-ms`, which also sets qmon_bench_noop):
+ * the daemon flips qmon_bench_off at run time, so one process alternates
+ * between recording and the floor every second or two. Nested under
+ * qmon_bench_noop so that outside benchmarks the verifier drops both loads
+ * below as dead code and the programs are the same as without it. */
+const volatile bool qmon_bench_toggle = false;
+volatile __u32 qmon_bench_off = 0;
+#define NOOP_GUARD                                                     \
+	if (qmon_bench_noop && (!qmon_bench_toggle || qmon_bench_off)) \
 		return 0;
 
 struct {

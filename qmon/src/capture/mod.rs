@@ -5,6 +5,7 @@
 //! new library copies as processes exec or open them, and publishes the
 //! kernel-side loss counters in [`CaptureStats`].
 
+mod bench_toggle;
 pub mod bufpool;
 pub mod events;
 pub mod kernel;
@@ -27,6 +28,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use qmon_bpf::types::{qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat};
 use qmon_bpf::QmonSkelBuilder;
 
+pub use bench_toggle::BenchToggle;
 pub use bufpool::BufPool;
 pub use events::{CaptureEvent, Role, Source};
 pub use kernel::{AttachMode, Features};
@@ -52,6 +54,8 @@ pub struct CaptureOptions {
     /// Benchmarks only: every BPF program returns at once (sets
     /// `qmon_bench_noop`), so only the bare cost of the probes remains.
     pub bench_noop: bool,
+    /// Benchmarks only: alternate between recording and the floor.
+    pub bench_toggle: Option<BenchToggle>,
 }
 
 impl Default for CaptureOptions {
@@ -63,6 +67,7 @@ impl Default for CaptureOptions {
             poll_interval: Duration::from_millis(50),
             capture_server: false,
             bench_noop: false,
+            bench_toggle: None,
         }
     }
 }
@@ -524,12 +529,32 @@ fn run(
     stats
         .ring_size
         .store(opts.ring_size as u64, Ordering::Relaxed);
+    let mut toggler = match &opts.bench_toggle {
+        None => None,
+        Some(cfg) => {
+            let started = MapHandle::try_from(&skel.maps.bss)
+                .map_err(std::io::Error::other)
+                .and_then(|bss| bench_toggle::Toggler::start(cfg, bss));
+            match started {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let _ = ready.send(Err(CaptureError::Load(format!(
+                        "--bench-toggle-ms: cannot start the toggle: {e}"
+                    ))));
+                    return;
+                }
+            }
+        }
+    };
     if ready.send(Ok((mode, conns))).is_err() {
         return;
     }
 
     let mut last_stats = Instant::now();
     loop {
+        if let Some(t) = toggler.as_mut() {
+            t.tick();
+        }
         let stopping = stop.load(Ordering::SeqCst);
         // poll() returns on wake-up or timeout; consume() drains records that
         // were submitted without a wake-up.
@@ -612,7 +637,8 @@ fn load<'o>(
         // drains on its poll interval.
         ro.wakeup_bytes = (opts.ring_size / 8) as u64;
         ro.capture_server = opts.capture_server;
-        ro.qmon_bench_noop = opts.bench_noop;
+        ro.qmon_bench_noop = opts.bench_noop || opts.bench_toggle.is_some();
+        ro.qmon_bench_toggle = opts.bench_toggle.is_some();
     }
     open.maps
         .events

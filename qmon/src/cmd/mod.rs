@@ -9,8 +9,9 @@ pub mod trace;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
-use qmon::capture::{AttachMode, CaptureOptions};
+use qmon::capture::{AttachMode, BenchToggle, CaptureOptions};
 
 use anyhow::Context;
 use clap::parser::ValueSource;
@@ -39,6 +40,13 @@ pub fn capture_options(a: &CaptureArgs) -> CaptureOptions {
             AttachModeArg::Tracepoint => AttachMode::Tracepoint,
         }),
         bench_noop: a.bench_noop,
+        bench_toggle: a
+            .bench_toggle_ms
+            .zip(a.bench_phase_log.clone())
+            .map(|(ms, log)| BenchToggle {
+                period: Duration::from_millis(ms.max(1)),
+                log,
+            }),
         ..CaptureOptions::default()
     }
 }
