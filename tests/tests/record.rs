@@ -738,3 +738,73 @@ fn many_blocked_readers_lose_no_syscall_returns() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Python snippet: keep-alive GETs of argv[1] (a path) on ONE TLS
+/// connection to 127.0.0.1:argv[2], trusting CA argv[3], until file argv[4]
+/// exists (60 s at most); prints how many it made.
+const PY_KEEPALIVE_LOOP: &str = r#"
+import http.client, os, ssl, sys, time
+path, port, ca, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+n, end = 0, time.monotonic() + 60
+while time.monotonic() < end and not os.path.exists(stop):
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    n += 1
+print(n, flush=True)
+"#;
+
+/// A keep-alive client already downloading when qmon starts: qmon's first
+/// bytes on its connection are the middle of a 256 KiB response body.
+/// That connection used to be muted as not HTTP, so none of its later
+/// calls were recorded; now its next request decides, and every call after
+/// the interrupted one is whole.
+#[test]
+fn keepalive_client_caught_mid_response_is_recorded() -> anyhow::Result<()> {
+    let _g = serial();
+    let env = Env::new()?;
+    let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
+    let stop_file = env.path().join("stop");
+    let client = std::process::Command::new(qmon_e2e::python_bin())
+        .arg("-c")
+        .arg(PY_KEEPALIVE_LOOP)
+        .args(["/big?n=262144", &srv.port.to_string(), &env.ca()])
+        .arg(&stop_file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = client.id();
+    // Let it get going, so qmon starts in the middle of its loop (most of
+    // which is spent receiving bodies).
+    std::thread::sleep(Duration::from_millis(1000));
+    let db = env.path().join("q.db");
+    let qmon = Qmon::record(&db, &[])?;
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&stop_file, b"")?;
+    let out = client.wait_with_output()?;
+    assert!(out.status.success(), "client failed: {out:?}");
+    stop(qmon);
+
+    let rows = calls_of(&db, pid);
+    let whole: Vec<&Row> = rows
+        .iter()
+        .filter(|r| i(r, "status") == Some(200) && r.get("error") == Some(&Value::Null))
+        .collect();
+    // The call qmon joined halfway may be marked; nothing after it.
+    assert!(
+        whole.len() >= 3 && whole.len() + 1 >= rows.len(),
+        "{} calls, {} whole; client made {}: {:#?}",
+        rows.len(),
+        whole.len(),
+        String::from_utf8_lossy(&out.stdout).trim(),
+        rows.iter()
+            .map(|r| (s(r, "path"), i(r, "status"), s(r, "error")))
+            .collect::<Vec<_>>()
+    );
+    for r in whole {
+        assert_eq!(s(r, "path"), Some("/big?n=262144"), "id {:?}", r.get("id"));
+        assert_eq!(i(r, "resp_bytes"), Some(262_144), "id {:?}", r.get("id"));
+    }
+    Ok(())
+}
