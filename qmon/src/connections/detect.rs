@@ -19,6 +19,11 @@ pub enum Detected {
 }
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Egress bytes a connection joined mid-stream may send before the next
+/// request must have appeared in them. The connection table holds
+/// `DETECT_BYTES` per direction and decides when they are full, so this
+/// must not exceed it.
+pub(super) const MID_EGRESS_WAIT: usize = 16 * 1024;
 /// Longest prefix needed to decide: the HTTP/2 preface.
 const DECIDE_AT: usize = PREFACE.len();
 
@@ -48,6 +53,22 @@ pub fn detect(egress: &[u8], ingress: &[u8], mid: bool) -> Detected {
                 Some(true) => Detected::ServerSide,
                 Some(false) => Detected::Http2MidStream,
                 None => detect_ingress(ingress, mid).unwrap_or(Detected::NeedMore),
+            };
+        }
+        if mid {
+            // Joined mid-upload, the rest of a body comes first: a
+            // response, or the next request within the held bytes,
+            // decides; past them the stream is taken for not HTTP.
+            if let Some(d) = detect_ingress(ingress, mid) {
+                return d;
+            }
+            if http1::contains_request_start(egress) {
+                return Detected::Http1;
+            }
+            return if egress.len() < MID_EGRESS_WAIT {
+                Detected::NeedMore
+            } else {
+                Detected::Other
             };
         }
         if egress.len() < 8 && ingress.is_empty() {

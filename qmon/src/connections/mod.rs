@@ -26,6 +26,7 @@ pub use detect::Detected;
 /// seen) must be held whole. Past this, the held bytes are dropped and the
 /// direction is treated as joined mid-stream.
 const DETECT_BYTES: usize = 16 * 1024;
+const _: () = assert!(detect::MID_EGRESS_WAIT <= DETECT_BYTES);
 /// Bytes a connection may pass undecided, beyond those held, before it is
 /// switched off as not HTTP. A client adopted mid-response waits for its
 /// next request; this bounds the wait on a stream that never sends one.
@@ -330,7 +331,11 @@ impl ConnTable {
                 Detected::NeedMore => None,
                 Detected::Http1 => {
                     self.stats.http1_conns += 1;
-                    Some(State::Parsing(Box::new(Http1Parser::new(limits))))
+                    Some(State::Parsing(Box::new(if maybe_mid {
+                        Http1Parser::mid_stream(limits)
+                    } else {
+                        Http1Parser::new(limits)
+                    })))
                 }
                 Detected::Http2 => {
                     self.stats.http2_conns += 1;

@@ -441,3 +441,69 @@ fn adopted_stream_without_requests_is_switched_off_eventually() {
     assert!(calls.is_empty());
     assert_eq!(t.stats.not_http, 1, "{:?}", t.stats);
 }
+
+/// Adopted mid-upload: the rest of a request body comes first, then the
+/// upload's response, then the next exchange. The upload's response is
+/// kept (marked unpaired: its request was never seen) and the next call is
+/// whole. Such a connection used to be switched off as not HTTP.
+#[test]
+fn client_adopted_mid_upload_is_recorded_from_its_next_request() {
+    let rest_of_body = vec![b'u'; 3000];
+    let resp0: &[u8] = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
+    let (t, calls) = run(vec![
+        open(1, Role::Unknown),
+        data(1, Source::Syscall, Direction::Egress, 0, &rest_of_body),
+        data(1, Source::Syscall, Direction::Ingress, 0, resp0),
+        data(1, Source::Syscall, Direction::Egress, 3000, REQ),
+        data(
+            1,
+            Source::Syscall,
+            Direction::Ingress,
+            resp0.len() as u64,
+            RESP,
+        ),
+        close(1),
+    ]);
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0].exchange.status, Some(201));
+    assert_eq!(
+        calls[0].exchange.error,
+        Some(crate::calls::CallError::Malformed("unpaired_response"))
+    );
+    let e = &calls[1].exchange;
+    assert_eq!(e.path.as_deref(), Some("/users/12345?token=x"));
+    assert_eq!((e.status, &e.error), (Some(200), &None));
+    assert_eq!(t.stats.not_http, 0);
+}
+
+/// ... while an adopted stream whose first 16 KiB out hold no request is
+/// switched off as before (a database client's, say).
+#[test]
+fn adopted_non_http_client_is_switched_off_after_the_held_bytes() {
+    let out = vec![b'Q'; 20_000];
+    let (t, calls) = run(vec![
+        open(1, Role::Unknown),
+        data(1, Source::Syscall, Direction::Egress, 0, &out),
+        close(1),
+    ]);
+    assert!(calls.is_empty());
+    assert_eq!(t.stats.not_http, 1);
+}
+
+/// The tail of a response held while deciding is replayed into a parser
+/// that looks for a message start first, so the next response is not
+/// taken for the tail's continuation (which marked the call malformed).
+#[test]
+fn adopted_client_leftover_body_does_not_spoil_the_next_call() {
+    let (_, calls) = run(vec![
+        open(1, Role::Unknown),
+        data(1, Source::Syscall, Direction::Ingress, 0, &[b'b'; 100]),
+        data(1, Source::Syscall, Direction::Egress, 0, REQ),
+        data(1, Source::Syscall, Direction::Ingress, 100, RESP),
+        close(1),
+    ]);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let e = &calls[0].exchange;
+    assert_eq!((e.status, &e.error), (Some(200), &None));
+    assert_eq!(e.path.as_deref(), Some("/users/12345?token=x"));
+}

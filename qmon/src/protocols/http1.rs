@@ -642,6 +642,12 @@ fn request_line_start(line: &[u8], at_line_start: bool) -> Option<usize> {
         .min()
 }
 
+/// Does `egress` hold the start of a request anywhere (for a connection
+/// joined mid-stream, whose first bytes are the rest of an upload)?
+pub fn contains_request_start(egress: &[u8]) -> bool {
+    matches!(scan_request(egress, true), Scan::Found(_))
+}
+
 /// First position in `tail` (an incomplete line) where a known method and
 /// its space begin, or could begin once more bytes arrive.
 fn method_in_tail(tail: &[u8]) -> Option<usize> {
@@ -772,6 +778,17 @@ impl Http1Parser {
             upgrade_req: None,
             saw_gap: false,
         }
+    }
+
+    /// A connection whose start was not seen (adopted, or joined after a
+    /// gap): each side first looks for a message start, so leftover body
+    /// bytes are skipped instead of being taken for a head. A stream that
+    /// does start with one is found at once.
+    pub fn mid_stream(limits: ParserLimits) -> Self {
+        let mut p = Self::new(limits);
+        p.eg.resync(true);
+        p.ing.resync(true);
+        p
     }
 
     /// The request that asked for `Upgrade: h2c` and got `101`: its response

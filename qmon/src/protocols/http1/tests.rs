@@ -905,3 +905,28 @@ fn resync_ignores_look_alikes() {
     assert_eq!(request_line_start(b"xGET /a HTTP/1.1\r", false), Some(1));
     assert_eq!(request_line_start(b"FETCH /a HTTP/1.1\r", true), Some(0));
 }
+
+#[test]
+fn mid_stream_parser_skips_leftover_body_bytes() {
+    // Joined mid-response: the leftover body is skipped, so the next
+    // response pairs with the next request and nothing is marked.
+    let s = vec![
+        ing(b"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+        eg(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ing(b"bbbbHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    ];
+    let mut p = Http1Parser::mid_stream(ParserLimits::default());
+    let (out, _) = fixture::replay(&mut p, &s);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].path.as_deref(), Some("/next"));
+    assert_eq!((out[0].status, &out[0].error), (Some(200), &None));
+    assert_eq!(out[0].resp_body.captured, b"ok");
+    // A stream that starts cleanly parses exactly as with `new`.
+    for (name, bytes) in ALL {
+        let segs = segs(bytes);
+        let mut p = Http1Parser::mid_stream(ParserLimits::default());
+        let (mid, _) = fixture::replay(&mut p, &segs);
+        let (new, _) = run_with(ParserLimits::default(), &segs);
+        assert_eq!(format!("{mid:?}"), format!("{new:?}"), "{name}");
+    }
+}
