@@ -123,13 +123,8 @@ pub struct StoreArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_db_size: Option<String>,
 
-    /// Store header values, query strings and bodies unredacted.
-    #[arg(long)]
-    pub no_redact: bool,
-
-    /// Also redact these header or query-parameter names (repeatable).
-    #[arg(long = "redact", value_name = "NAME")]
-    pub redact: Vec<String>,
+    #[command(flatten)]
+    pub redaction: RedactArgs,
 
     /// Body bytes stored per direction per call.
     #[arg(long, default_value_t = 4096, value_name = "BYTES")]
@@ -138,6 +133,18 @@ pub struct StoreArgs {
     /// Store no bodies at all (sizes are still recorded).
     #[arg(long)]
     pub no_bodies: bool,
+}
+
+/// How secrets are redacted; `record` and `top` share these.
+#[derive(Debug, Clone, Args)]
+pub struct RedactArgs {
+    /// Store header values, query strings and bodies unredacted.
+    #[arg(long)]
+    pub no_redact: bool,
+
+    /// Also redact these header or query-parameter names (repeatable).
+    #[arg(long = "redact", value_name = "NAME")]
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -204,8 +211,17 @@ pub enum GroupArg {
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
+    /// Configuration file, as for `qmon record`: when top captures by
+    /// itself, it applies the file's scope, redaction and capture settings.
+    /// Default: /etc/qmon/qmon.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(flatten)]
     pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub redaction: RedactArgs,
 
     /// Database of `qmon record`: while a recorder is live on it, show its
     /// calls instead of capturing.

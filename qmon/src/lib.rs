@@ -1,10 +1,16 @@
 //! qmon: outbound HTTP(S) traffic monitor.
 //!
-//! Data flows through the modules in this order, each owning one stage:
+//! Data flows through the modules in this order, each owning one stage and
+//! importing nothing from a later one:
 //!
-//! `capture` (BPF, ring buffer) → `connections` (per-direction byte streams,
-//! gaps) → `protocols` (HTTP/1, HTTP/2) → `calls` (the record) → `sinks`
-//! (SQLite store, metrics, live view).
+//! `capture` (BPF, ring buffer: `CaptureEvent`s) → `connections` (ordered
+//! per-direction byte streams and their parsers: `Effect`s) → `protocols`
+//! (HTTP/1, HTTP/2, gRPC: `Exchange`s) → `calls` (the `Call` record: process,
+//! route, redaction, scope) → `sinks` (SQLite store, metrics, live view).
+//!
+//! `pipeline` runs the stages for `qmon record`, `qmon top` and `qmon
+//! replay`, and owns scope, redaction and every counter; `cmd` (in the
+//! binary) only parses flags and chooses sinks.
 
 pub mod calls;
 pub mod capture;

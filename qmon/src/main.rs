@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Query(a) => cmd::query::run(a),
         cli::Command::Trace(a) => cmd::trace::run(a),
         cli::Command::Doctor(a) => cmd::doctor::run(a),
-        cli::Command::Top(a) => cmd::top::run(a),
+        cli::Command::Top(a) => cmd::top::run(a, sub.as_ref()),
         cli::Command::Replay(a) => cmd::replay::run(a),
     };
     match result {

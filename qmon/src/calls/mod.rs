@@ -1,12 +1,15 @@
 //! The call record: what one outbound request/response became.
 //!
 //! Protocol parsers produce [`Exchange`]s (protocol facts only). The
-//! connection layer wraps each in a [`Call`] with the process and connection
-//! it belongs to; sinks (store, metrics, live view) consume `Call`s only.
+//! [`build::CallBuilder`] wraps each in a [`Call`] with the process and
+//! connection it belongs to; sinks (store, metrics, live view) consume
+//! `Call`s only.
 
 use std::net::SocketAddr;
 
 pub mod body;
+pub mod build;
+pub mod process;
 pub mod redact;
 pub mod route;
 pub mod scope;

@@ -10,7 +10,6 @@ pub mod bufpool;
 pub mod events;
 pub mod kernel;
 pub mod pause;
-pub mod procinfo;
 pub mod replay;
 mod retprobe;
 pub mod tls_libs;

@@ -18,9 +18,11 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use qmon::calls::redact::Redactor;
 use qmon::config::FileConfig;
+use qmon::pipeline::Policy;
+use qmon::protocols::ParserLimits;
 use qmon::sinks::store::{limits, Retention, StoreOptions};
 
-use crate::cli::{AttachModeArg, CaptureArgs, RecordArgs, StoreArgs};
+use crate::cli::{AttachModeArg, CaptureArgs, RecordArgs, RedactArgs, StoreArgs, TopArgs};
 
 /// Set on SIGINT or SIGTERM.
 pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -64,63 +66,97 @@ pub fn store_options(a: &StoreArgs) -> anyhow::Result<StoreOptions> {
     if let Some(size) = &a.max_db_size {
         retention.max_db_size = Some(limits::parse_size(size).context("--max-db-size")?);
     }
-    let redactor = if a.no_redact {
-        Redactor::disabled()
-    } else {
-        Redactor::with_extra_names(a.redact.iter().cloned())
-    };
     Ok(StoreOptions {
-        redactor,
         body_limit: if a.no_bodies { 0 } else { a.body_limit },
         retention,
         ..StoreOptions::default()
     })
 }
 
+/// What is recorded and how it is redacted: the config file's scope, and
+/// the redaction flags (already merged with the file's keys).
+pub fn policy(a: &RedactArgs, file: &FileConfig) -> Policy {
+    Policy {
+        scope: file.scope.clone(),
+        redactor: if a.no_redact {
+            Redactor::disabled()
+        } else {
+            Redactor::with_extra_names(a.redact.iter().cloned())
+        },
+    }
+}
+
+/// Parser bounds: bodies are kept up to what the store keeps.
+pub fn parser_limits(a: &StoreArgs) -> ParserLimits {
+    ParserLimits {
+        body_bytes: a.body_limit,
+        ..ParserLimits::default()
+    }
+}
+
+/// Was this argument given on the command line (not defaulted)?
+fn given(m: Option<&ArgMatches>, id: &str) -> bool {
+    m.and_then(|m| m.try_get_raw(id).ok().flatten().map(|_| m.value_source(id)))
+        .flatten()
+        == Some(ValueSource::CommandLine)
+}
+
 /// Fill in from the config file every setting not given on the command line.
 pub fn apply_file(args: &mut RecordArgs, file: &FileConfig, m: Option<&ArgMatches>) {
-    let given = |id: &str| {
-        m.and_then(|m| m.try_get_raw(id).ok().flatten().map(|_| m.value_source(id)))
-            .flatten()
-            == Some(ValueSource::CommandLine)
-    };
-    let (c, st) = (&mut args.capture, &mut args.store);
-    if let (false, Some(v)) = (given("db"), &file.db) {
+    apply_capture(&mut args.capture, file, m);
+    apply_redaction(&mut args.store.redaction, file, m);
+    let st = &mut args.store;
+    if let (false, Some(v)) = (given(m, "db"), &file.db) {
         st.db = v.clone();
     }
-    if let (false, Some(v)) = (given("body_limit"), file.body_limit) {
+    if let (false, Some(v)) = (given(m, "body_limit"), file.body_limit) {
         st.body_limit = v;
     }
-    if let (false, Some(v)) = (given("no_bodies"), file.no_bodies) {
+    if let (false, Some(v)) = (given(m, "no_bodies"), file.no_bodies) {
         st.no_bodies = v;
     }
-    if let (false, Some(v)) = (given("no_redact"), file.no_redact) {
-        st.no_redact = v;
+    // Already validated: kept as text so --retain and the file share a parser.
+    if let (false, Some(v)) = (given(m, "retain"), file.retain) {
+        st.retain = Some(format!("{}s", v.as_secs()));
     }
-    if let (false, Some(v)) = (given("redact"), &file.redact) {
-        st.redact = v.clone();
+    if let (false, Some(v)) = (given(m, "max_db_size"), file.max_db_size) {
+        st.max_db_size = Some(v.to_string());
     }
-    if let (false, Some(v)) = (given("ring_size"), file.ring_size) {
+    if let (false, Some(v)) = (given(m, "metrics_addr"), &file.metrics_addr) {
+        args.metrics.metrics_addr = v.clone();
+    }
+}
+
+/// `qmon top`: the settings it shares with `qmon record`.
+pub fn apply_file_top(args: &mut TopArgs, file: &FileConfig, m: Option<&ArgMatches>) {
+    apply_capture(&mut args.capture, file, m);
+    apply_redaction(&mut args.redaction, file, m);
+    if let (false, Some(v)) = (given(m, "db"), &file.db) {
+        args.db = v.clone();
+    }
+}
+
+fn apply_redaction(r: &mut RedactArgs, file: &FileConfig, m: Option<&ArgMatches>) {
+    if let (false, Some(v)) = (given(m, "no_redact"), file.no_redact) {
+        r.no_redact = v;
+    }
+    if let (false, Some(v)) = (given(m, "redact"), &file.redact) {
+        r.redact = v.clone();
+    }
+}
+
+fn apply_capture(c: &mut CaptureArgs, file: &FileConfig, m: Option<&ArgMatches>) {
+    if let (false, Some(v)) = (given(m, "ring_size"), file.ring_size) {
         c.ring_size = v;
     }
-    if let (false, Some(v)) = (given("max_chunks"), file.max_chunks) {
+    if let (false, Some(v)) = (given(m, "max_chunks"), file.max_chunks) {
         c.max_chunks = v;
     }
-    if let (false, Some(v)) = (given("attach_mode"), &file.attach_mode) {
+    if let (false, Some(v)) = (given(m, "attach_mode"), &file.attach_mode) {
         c.attach_mode = Some(if v == "kprobe" {
             AttachModeArg::Kprobe
         } else {
             AttachModeArg::Tracepoint
         });
-    }
-    // Already validated: kept as text so --retain and the file share a parser.
-    if let (false, Some(v)) = (given("retain"), file.retain) {
-        st.retain = Some(format!("{}s", v.as_secs()));
-    }
-    if let (false, Some(v)) = (given("max_db_size"), file.max_db_size) {
-        st.max_db_size = Some(v.to_string());
-    }
-    if let (false, Some(v)) = (given("metrics_addr"), &file.metrics_addr) {
-        args.metrics.metrics_addr = v.clone();
     }
 }

@@ -9,13 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::ArgMatches;
 use qmon::calls::scope::Scope;
-use qmon::capture::{self, Capture, CaptureStats};
+use qmon::capture::{self, Capture};
 use qmon::config::{self, FileConfig};
-use qmon::connections::ConnTable;
-use qmon::pipeline;
-use qmon::protocols::ParserLimits;
-use qmon::sinks::metrics::{Exporter, MetricsOptions};
-use qmon::sinks::store::{StatusCounters, Store, StoreHandle};
+use qmon::pipeline::{Pipeline, Status};
+use qmon::sinks::metrics::{Exporter, MetricsOptions, MetricsSink};
+use qmon::sinks::store::{Store, StoreHandle, StoreSink};
 
 use crate::cli::{MetricsArgs, RecordArgs};
 
@@ -54,6 +52,7 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let metrics_at = metrics_addr(&args.metrics)?;
     let opts = super::store_options(&args.store)?;
+    let policy = super::policy(&args.store.redaction, &file);
     let queue_capacity = opts.queue_capacity;
     let db = args.store.db.clone();
     let store = Store::open(&db, opts)
@@ -74,129 +73,74 @@ pub fn run(mut args: RecordArgs, matches: Option<&ArgMatches>) -> anyhow::Result
         ),
         None => None,
     };
-    let metrics_bound = exporter.as_ref().map(|e| e.server.addr);
     let health = exporter.as_ref().map(|e| e.health.clone());
-    let parse_errors = exporter.as_ref().map(|e| e.calls.parse_error_count());
-    let mut call_metrics = exporter.map(|e| e.calls);
     if let Some(h) = &health {
         h.set_store(handle.clone(), queue_capacity);
     }
 
     let (tx, rx) = capture::channel(8192);
     let cap = Capture::start(super::capture_options(&args.capture), tx)?;
-    let limits = ParserLimits {
-        body_bytes: args.store.body_limit,
-        ..ParserLimits::default()
-    };
-    let mut table = ConnTable::new(limits, Some(cap.control.clone()));
-    let mut scope = file.scope.clone();
-    table.set_scope(scope.clone());
+    let mut pipeline = Pipeline::new(super::parser_limits(&args.store), policy)
+        .with_capture(cap.control.clone(), cap.stats.clone());
+    pipeline.add_sink(Box::new(StoreSink::new(store, queue_capacity)));
+    let metrics_server = exporter.map(|e| {
+        let (sink, server) = MetricsSink::new(e);
+        pipeline.add_sink(Box::new(sink));
+        server
+    });
     tracing::info!(
         db = %db.display(),
         mode = cap.mode.as_str(),
         config = config_path.as_ref().map(|p| p.display().to_string()),
-        scope = scope.describe().join("; "),
+        scope = pipeline.scope().describe().join("; "),
         "recording"
     );
-    if let Some(addr) = metrics_bound {
-        tracing::info!(%addr, "metrics: serving /metrics, /healthz, /readyz");
+    if let Some(server) = &metrics_server {
+        tracing::info!(addr = %server.addr, "metrics: serving /metrics, /healthz, /readyz");
     }
     if let Some(h) = &health {
-        h.set_capture(cap.stats.clone());
+        h.set_status(&pipeline.status());
         h.beat();
         h.set_ready(true);
     }
     super::announce_ready();
 
-    let stats = cap.stats.clone();
     let mut loss = LossReporter::default();
-    let mut out_of_scope = 0u64;
     let mut in_force = file;
-    let scope_cell = std::cell::RefCell::new(&mut scope);
-    pipeline::run(
-        &rx,
-        &cap.pool,
-        &mut table,
-        &stop,
-        |calls| {
-            let scope = scope_cell.borrow();
-            for c in calls.drain(..) {
-                if scope.allows(&c) {
-                    if let Some(m) = call_metrics.as_mut() {
-                        m.observe(&c);
-                    }
-                    handle.send(c);
-                } else {
-                    out_of_scope += 1;
-                }
-            }
-        },
-        |table| {
-            if let Some(h) = &health {
-                h.beat();
-                h.set_conn_stats(&table.stats);
-            }
-            if hup.swap(false, Ordering::SeqCst) {
-                if let Some(p) = &config_path {
-                    if let Some(new) = reload(p, &in_force, &cli_args, matches, table, &handle) {
-                        **scope_cell.borrow_mut() = new.scope.clone();
+    pipeline.run(&rx, &cap.pool, &stop, |pipeline| {
+        if hup.swap(false, Ordering::SeqCst) {
+            match &config_path {
+                Some(p) => {
+                    if let Some(new) = reload(p, &in_force, &cli_args, matches, pipeline, &handle)
+                    {
                         in_force = new;
                     }
-                } else {
-                    tracing::warn!("SIGHUP: no configuration file in use (start with --config FILE or create {}); nothing to reload", config::DEFAULT_PATH);
                 }
+                None => tracing::warn!(
+                    "SIGHUP: no configuration file in use (start with --config FILE or create {}); nothing to reload",
+                    config::DEFAULT_PATH
+                ),
             }
-            loss.report(&stats);
-            handle.update_status(status(table, &stats, &parse_errors));
-        },
-    );
+        }
+        loss.report(&pipeline.status());
+    });
 
     if let Some(h) = &health {
         h.set_ready(false);
     }
     cap.stop();
-    let scope = scope_cell.into_inner();
-    pipeline::drain(&rx, &mut table, |calls| {
-        for c in calls.drain(..) {
-            if scope.allows(&c) {
-                if let Some(m) = call_metrics.as_mut() {
-                    m.observe(&c);
-                }
-                handle.send(c);
-            }
-        }
-    });
-    loss.report(&stats);
-    handle.update_status(status(&table, &stats, &parse_errors));
     drop(handle);
-    let s = store.flush_and_close()?;
+    let status = pipeline.finish(Some(&rx));
+    loss.report(&status);
     tracing::info!(
-        written = s.written,
-        queue_dropped = s.queue_dropped,
-        write_dropped = s.write_dropped,
-        lost_events = stats.lost_events.load(Ordering::Relaxed),
-        probe_missed = stats.probe_missed.load(Ordering::Relaxed),
-        out_of_scope,
+        calls = status.calls,
+        queue_dropped = status.queue_dropped,
+        lost_events = status.capture.lost_events,
+        probe_missed = status.capture.probe_missed,
+        out_of_scope = status.out_of_scope_calls,
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn status(
-    table: &ConnTable,
-    stats: &CaptureStats,
-    parse_errors: &Option<Arc<std::sync::atomic::AtomicU64>>,
-) -> StatusCounters {
-    StatusCounters {
-        events: stats.events.load(Ordering::Relaxed),
-        lost_events: stats.lost_events.load(Ordering::Relaxed),
-        lost_bytes: stats.lost_bytes.load(Ordering::Relaxed) + table.stats.gap_bytes,
-        calls: table.stats.calls,
-        queue_dropped: 0,
-        parse_errors: parse_errors
-            .as_ref()
-            .map_or(0, |p| p.load(Ordering::Relaxed)),
-    }
 }
 
 /// Re-read the config file on SIGHUP. Capture keeps running throughout; a
@@ -208,7 +152,7 @@ fn reload(
     old: &FileConfig,
     args: &RecordArgs,
     matches: Option<&ArgMatches>,
-    table: &mut ConnTable,
+    pipeline: &mut Pipeline,
     store: &StoreHandle,
 ) -> Option<FileConfig> {
     let new = match config::load(path) {
@@ -233,11 +177,11 @@ fn reload(
             return None;
         }
     };
-    if store.reconfigure(opts.redactor, opts.body_limit).is_err() {
+    if store.reconfigure(opts.body_limit).is_err() {
         tracing::error!("configuration reload failed: the store writer has stopped");
         return None;
     }
-    table.set_scope(new.scope.clone());
+    pipeline.set_policy(super::policy(&merged.store.redaction, &new));
     let restart: Vec<&str> = [
         ("db", old.db != new.db),
         ("ring_size", old.ring_size != new.ring_size),
@@ -273,18 +217,19 @@ pub struct LossReporter {
 }
 
 impl LossReporter {
-    pub fn report(&mut self, stats: &CaptureStats) {
-        let lost = stats.lost_events.load(Ordering::Relaxed);
+    pub fn report(&mut self, status: &Status) {
+        let c = &status.capture;
+        let lost = c.lost_events;
         if lost > self.events {
             tracing::warn!(
                 lost_events = lost,
                 new = lost - self.events,
-                lost_bytes = stats.lost_bytes.load(Ordering::Relaxed),
+                lost_bytes = c.lost_bytes,
                 "ring buffer full: events lost (raise --ring-size, or lower --max-chunks)"
             );
             self.events = lost;
         }
-        let missed = stats.probe_missed.load(Ordering::Relaxed);
+        let missed = c.probe_missed;
         if missed > self.missed {
             tracing::warn!(
                 probe_missed = missed,

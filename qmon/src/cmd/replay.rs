@@ -1,16 +1,17 @@
-//! `qmon replay` (hidden): push a `qmon trace` recording through
-//! reassembly, parsing and the SQLite store, with no kernel involved, and
-//! print the throughput. For `bench/pipeline.sh`.
+//! `qmon replay` (hidden): push a `qmon trace` recording through the same
+//! [`Pipeline`] `qmon record` runs (reassembly, parsing, calls, the SQLite
+//! store), with no kernel involved, and print the throughput. For
+//! `bench/pipeline.sh`.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use qmon::calls::Call;
 use qmon::capture::{replay, CaptureEvent};
-use qmon::connections::ConnTable;
+use qmon::connections::{ConnTable, Effect};
+use qmon::pipeline::{Pipeline, Policy};
 use qmon::protocols::ParserLimits;
-use qmon::sinks::store::{Store, StoreOptions};
+use qmon::sinks::store::{Store, StoreOptions, StoreSink};
 
 use crate::cli::ReplayArgs;
 
@@ -30,19 +31,26 @@ fn span_ns(events: &[CaptureEvent]) -> u64 {
 
 /// Every round through a fresh table: reassembly and parsing only.
 fn parse_only(events: &[CaptureEvent], rounds: u64, span: u64) -> (u64, f64) {
-    let mut table = ConnTable::new(ParserLimits::default(), None);
-    let mut calls: Vec<Call> = Vec::new();
+    let mut table = ConnTable::new(ParserLimits::default());
+    let mut fx: Vec<Effect> = Vec::new();
     let mut n = 0u64;
+    let count = |fx: &mut Vec<Effect>| {
+        let k = fx
+            .iter()
+            .filter(|e| matches!(e, Effect::Exchange { .. }))
+            .count() as u64;
+        fx.clear();
+        k
+    };
     let t = Instant::now();
     for r in 0..rounds {
         for ev in events {
-            table.on_event(&replay::shifted(ev, r, span), &mut calls);
-            n += calls.len() as u64;
-            calls.clear();
+            table.on_event(&replay::shifted(ev, r, span), &mut fx);
+            n += count(&mut fx);
         }
     }
-    table.flush_all(u64::MAX / 2, &mut calls);
-    n += calls.len() as u64;
+    table.flush_all(u64::MAX / 2, &mut fx);
+    n += count(&mut fx);
     (n, t.elapsed().as_secs_f64())
 }
 
@@ -56,39 +64,28 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (parsed, parse_s) = parse_only(&events, rounds, span);
 
     let _ = std::fs::remove_file(&args.db);
-    let store = Store::open(&args.db, StoreOptions::default())
+    let opts = StoreOptions::default();
+    let capacity = opts.queue_capacity;
+    let store = Store::open(&args.db, opts)
         .with_context(|| format!("cannot open the database {}", args.db.display()))?;
     let handle = store.handle();
-    let mut table = ConnTable::new(ParserLimits::default(), None);
-    let mut calls: Vec<Call> = Vec::new();
-    let mut dropped = 0u64;
-    let near_full = StoreOptions::default().queue_capacity as u64 - 1;
-    let mut send = |calls: &mut Vec<Call>| {
-        for c in calls.drain(..) {
-            // Measure throughput, not drops: wait while the queue is full
-            // (one producer, so the room cannot vanish before `send`).
-            while handle.queue_depth() >= near_full {
-                std::thread::yield_now();
-            }
-            if !handle.send(c) {
-                dropped += 1;
-            }
-        }
-    };
+    let mut pipeline = Pipeline::new(ParserLimits::default(), Policy::default());
+    // Measure throughput, not drops: wait while the queue is full.
+    pipeline.add_sink(Box::new(StoreSink::new(store, capacity).waiting_for_room()));
     let t = Instant::now();
     for r in 0..rounds {
-        for ev in &events {
-            table.on_event(&replay::shifted(ev, r, span), &mut calls);
-            if calls.len() >= 256 {
-                send(&mut calls);
+        for (i, ev) in events.iter().enumerate() {
+            pipeline.feed(&replay::shifted(ev, r, span));
+            // Hand calls on in small batches, as the live pipeline does.
+            if i % 256 == 255 {
+                pipeline.deliver();
             }
         }
     }
-    table.flush_all(u64::MAX / 2, &mut calls);
-    send(&mut calls);
     let fed_s = t.elapsed().as_secs_f64();
-    let stats = store.flush_and_close()?;
+    let status = pipeline.finish(None);
     let total_s = t.elapsed().as_secs_f64();
+    let stored = handle.stats();
 
     println!(
         "events/round {}  rounds {}  events {}",
@@ -104,12 +101,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "end to end (with SQLite): {} calls written in {:.3} s = {:.0} calls/s (fed in {:.3} s; dropped {}, failed {})",
-        stats.written,
+        stored.written,
         total_s,
-        stats.written as f64 / total_s,
+        stored.written as f64 / total_s,
         fed_s,
-        dropped,
-        stats.write_dropped
+        status.queue_dropped,
+        stored.write_dropped
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,10 +10,11 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ArgMatches;
 use crossterm::event::{self, Event};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute};
-use qmon::calls::redact::Redactor;
+use qmon::config::{self, FileConfig};
 use qmon::pipeline::now_ns;
 use qmon::protocols::ParserLimits;
 use qmon::sinks::live::app::{Action, App};
@@ -28,10 +29,17 @@ use crate::cli::{GroupArg, TopArgs};
 /// The screen never goes longer than this without a refresh.
 const MAX_REFRESH: Duration = Duration::from_secs(1);
 
-pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: TopArgs, matches: Option<&ArgMatches>) -> anyhow::Result<ExitCode> {
     if !args.once && !std::io::stdout().is_terminal() {
         anyhow::bail!("stdout is not a terminal; use `qmon top --once` for plain text");
     }
+    // The same file and flags as `qmon record`, so capturing here records
+    // what the recorder would (scope, redaction, capture settings).
+    let file = match config::locate(args.config.as_deref()) {
+        Some(p) => config::load(&p)?,
+        None => FileConfig::default(),
+    };
+    super::apply_file_top(&mut args, &file, matches);
     let stop = super::stop_flag()?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let spec = ViewSpec {
@@ -51,7 +59,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
     let started = now_ns();
     let limits = Limits::default();
     let (tx, rx) = source::channel();
-    let (src, observed_since) = start_source(&args, limits, tx)?;
+    let (src, observed_since) = start_source(&args, &file, limits, tx)?;
     super::announce_ready();
     let model = Model::new(limits, observed_since.unwrap_or(started));
     let mut app = App::new(model, spec, src.kind.label(), color, now_ns());
@@ -89,6 +97,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
 /// Also returns since when data is available (ns), if not from now.
 fn start_source(
     args: &TopArgs,
+    file: &FileConfig,
     limits: Limits,
     tx: std::sync::mpsc::SyncSender<Feed>,
 ) -> anyhow::Result<(Source, Option<u64>)> {
@@ -115,7 +124,7 @@ fn start_source(
     let src = source::start_capture(
         super::capture_options(&args.capture),
         ParserLimits::default(),
-        Redactor::default(),
+        super::policy(&args.redaction, file),
         tx,
     )?;
     tracing::info!(mode = src.kind.label(), "capturing in-process");

@@ -1,6 +1,23 @@
-//! Which protocol a connection speaks, from its first bytes.
+//! Which protocol a connection speaks, from its first bytes: the bytes are
+//! held per direction until [`detect`] decides, then replayed into the
+//! chosen parser.
 
-use crate::protocols::{http1, http2};
+use crate::protocols::{http1, http2, Direction};
+
+use super::reorder::idx;
+
+/// Bytes held per direction while deciding. Deciding needs at most the
+/// 24-byte HTTP/2 preface, but everything held is replayed into the parser,
+/// so a direction that runs ahead of the deciding one (an h2c server's
+/// SETTINGS, WINDOW_UPDATE, ... before the client's preface is seen) must be
+/// held whole. Past this, the held bytes are dropped and the direction is
+/// treated as joined mid-stream.
+pub(super) const DETECT_BYTES: usize = 16 * 1024;
+const _: () = assert!(MID_EGRESS_WAIT <= DETECT_BYTES);
+/// Bytes a connection may pass undecided, beyond those held, before it is
+/// switched off as not HTTP. A client adopted mid-response waits for its
+/// next request; this bounds the wait on a stream that never sends one.
+pub(super) const DETECT_GIVE_UP: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detected {
@@ -144,6 +161,79 @@ fn could_be_server_settings(ingress: &[u8]) -> bool {
         .iter()
         .zip(want)
         .all(|(b, w)| w.is_none_or(|w| *b == w))
+}
+
+/// The first bytes of each direction, held until the protocol is known.
+#[derive(Debug, Default)]
+pub(super) struct Detector {
+    held: [Vec<u8>; 2],
+    /// Bytes seen but not held.
+    dropped: u64,
+}
+
+/// What one offered chunk led to.
+#[derive(Debug)]
+pub(super) struct Offer {
+    /// The decision, if made.
+    pub decided: Detected,
+    /// Bytes of the chunk that could not be held: a gap for whatever parses
+    /// this stream later.
+    pub lost: u64,
+    /// Bytes of the chunk now held (the rest goes straight to the parser).
+    pub held: usize,
+    /// The decision took the stream as possibly joined mid-message: its
+    /// parser must look for a message start first.
+    pub mid_stream: bool,
+}
+
+impl Detector {
+    /// Offer the next in-order chunk of `dir`. `gap`: bytes were missed
+    /// just before it. `mid`: the stream did not start at its beginning; it
+    /// is set here when held bytes had to be dropped. `adopted`: qmon did not
+    /// see the connection open, so even position 0 may be mid-stream.
+    pub fn offer(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        gap: bool,
+        mid: &mut bool,
+        adopted: bool,
+    ) -> Offer {
+        let d = idx(dir);
+        if gap {
+            // Missed bytes before deciding: whatever comes next is
+            // mid-stream.
+            *mid = true;
+            self.held[d].clear();
+        }
+        let room = DETECT_BYTES.saturating_sub(self.held[d].len());
+        let held = data.len().min(room);
+        self.held[d].extend_from_slice(&data[..held]);
+        let mid_stream = *mid || adopted;
+        let mut decided = detect(&self.held[0], &self.held[1], mid_stream);
+        let mut lost = 0;
+        if decided == Detected::NeedMore && data.len() > room {
+            // Bytes not held are bytes lost to the parser.
+            lost = (data.len() - room) as u64;
+            *mid = true;
+            self.held[d].clear();
+            self.dropped += lost;
+            if self.dropped > DETECT_GIVE_UP {
+                decided = Detected::Other;
+            }
+        }
+        Offer {
+            decided,
+            lost,
+            held,
+            mid_stream,
+        }
+    }
+
+    /// The held bytes, egress first, to replay into the chosen parser.
+    pub fn take(&mut self) -> [Vec<u8>; 2] {
+        std::mem::take(&mut self.held)
+    }
 }
 
 #[cfg(test)]

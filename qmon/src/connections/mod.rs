@@ -1,36 +1,31 @@
-//! Connections: turn capture events into ordered per-direction byte streams,
-//! detect gaps from stream positions, decide which protocol (if any) each
-//! connection speaks, and wrap parsed exchanges into [`Call`]s.
+//! Connections: turn capture events into ordered per-direction byte streams
+//! and feed them to the protocol parser each connection turns out to speak.
 //!
-//! Muting: a connection that is not HTTP, or is server-side, is switched off
-//! in the kernel so it costs one map lookup per call from then on.
+//! The table has one job, streams and their parsers. It changes nothing
+//! outside itself: what it finds out comes back as [`Effect`]s (a finished
+//! exchange, "mute this connection in the kernel", "forget that process's
+//! sockets"), which the pipeline carries out. Each data event goes through
+//! three steps: [`reorder`] (positions, overlaps, gaps), [`detect`] (which
+//! protocol, while undecided) and [`ConnTable::feed`] (the parser).
 
 mod detect;
+mod reorder;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use crate::calls::{route::route, scope::Scope, Call, ConnInfo, Exchange};
+use crate::calls::Exchange;
 use crate::capture::events::Origin;
-use crate::capture::procinfo::ProcTable;
-use crate::capture::{CaptureEvent, ConnControl, Mute, Role, Source};
+use crate::capture::{CaptureEvent, Mute, Role, Source};
 use crate::protocols::http1::Http1Parser;
 use crate::protocols::http2::Http2Parser;
 use crate::protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
 pub use detect::Detected;
-
-/// Bytes held per direction while deciding the protocol. Deciding needs
-/// at most the 24-byte HTTP/2 preface, but everything held is replayed into
-/// the parser, so a direction that runs ahead of the deciding one (an h2c
-/// server's SETTINGS, WINDOW_UPDATE, ... before the client's preface is
-/// seen) must be held whole. Past this, the held bytes are dropped and the
-/// direction is treated as joined mid-stream.
-const DETECT_BYTES: usize = 16 * 1024;
-const _: () = assert!(detect::MID_EGRESS_WAIT <= DETECT_BYTES);
-/// Bytes a connection may pass undecided, beyond those held, before it is
-/// switched off as not HTTP. A client adopted mid-response waits for its
-/// next request; this bounds the wait on a stream that never sends one.
-const DETECT_GIVE_UP: u64 = 1024 * 1024;
+use detect::Detector;
+#[cfg(test)]
+use detect::DETECT_GIVE_UP;
+use reorder::Positions;
 
 /// Counters for qmon's own health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -39,16 +34,53 @@ pub struct ConnStats {
     pub server_conns: u64,
     /// Connections switched off because they are not HTTP.
     pub not_http: u64,
+    /// Gaps seen in streams: missing bytes, whatever the cause (lost in the
+    /// kernel, past the copy cap, or not held while deciding).
     pub gaps: u64,
     pub gap_bytes: u64,
     /// Connections dropped to keep the table bounded.
     pub evicted: u64,
-    /// Connections switched off because the process or destination is out
-    /// of the configured scope.
-    pub out_of_scope: u64,
+    /// Exchanges the parsers finished.
     pub calls: u64,
     pub http1_conns: u64,
     pub http2_conns: u64,
+}
+
+/// What the pipeline must do on the table's behalf.
+// Effects pass through one reused vector, so the large variant costs a
+// move; boxing it would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Effect {
+    /// A finished exchange, with the connection it travelled on.
+    Exchange { conn: ConnFacts, exchange: Exchange },
+    /// Stop the kernel sending this connection's bytes.
+    Mute { tgid: u32, fd: i32, how: Mute },
+    /// The process exited: its sockets closed without close() calls the
+    /// kernel hooks could see, so their kernel state must go.
+    Forget { tgid: u32, fds: Vec<i32> },
+}
+
+/// What the table knows of a connection, handed on with each exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnFacts {
+    pub tgid: u32,
+    pub fd: i32,
+    /// qmon's connection id: unique per (pid, fd, connect time).
+    pub conn_id: u64,
+    pub role: Role,
+    pub remote: Option<SocketAddr>,
+    /// The process name the kernel reported at connect; empty if unknown.
+    pub comm: Arc<str>,
+    /// The source whose bytes were parsed: syscall plaintext, or a TLS
+    /// library's plaintext.
+    pub source: Option<Source>,
+}
+
+impl ConnFacts {
+    pub fn tls(&self) -> bool {
+        matches!(self.source, Some(s) if s != Source::Syscall)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,73 +93,40 @@ struct ConnKey {
 
 enum State {
     /// Not decided yet: first bytes of each direction.
-    Detecting {
-        held: [Vec<u8>; 2],
-        /// Bytes seen but not held.
-        dropped: u64,
-    },
+    Detecting(Detector),
     Parsing(Box<dyn Parser>),
     /// Not HTTP, or server-side: nothing more is parsed.
     Ignored,
 }
 
 struct Conn {
-    tgid: u32,
-    fd: i32,
-    conn_id: u64,
-    role: Role,
-    remote: Option<SocketAddr>,
-    comm: String,
-    tls: bool,
-    /// The source feeding the parser; TLS plaintext wins over syscall bytes.
-    source: Option<Source>,
-    /// Next expected position per direction of `source`.
-    next_pos: [Option<u64>; 2],
-    /// The stream did not start at position 0: capture began mid-connection.
-    mid: bool,
+    facts: ConnFacts,
+    /// Positions of `facts.source`'s stream.
+    positions: Positions,
     state: State,
     last_ts: u64,
 }
 
 pub struct ConnTable {
     conns: HashMap<ConnKey, Conn>,
-    procs: ProcTable,
     limits: ParserLimits,
-    control: Option<ConnControl>,
     max_conns: usize,
     idle_ns: u64,
     pub stats: ConnStats,
-    scope: Scope,
+    /// Parser output, before it is wrapped into effects.
     out: Vec<Exchange>,
 }
 
-fn idx(d: Direction) -> usize {
-    match d {
-        Direction::Egress => 0,
-        Direction::Ingress => 1,
-    }
-}
-
 impl ConnTable {
-    /// `control` mutes connections in the kernel; `None` in replays/tests.
-    pub fn new(limits: ParserLimits, control: Option<ConnControl>) -> Self {
+    pub fn new(limits: ParserLimits) -> Self {
         Self {
             conns: HashMap::new(),
-            procs: ProcTable::default(),
             limits,
-            control,
             max_conns: 65536,
             idle_ns: 300_000_000_000,
             stats: ConnStats::default(),
-            scope: Scope::default(),
             out: Vec::new(),
         }
-    }
-
-    /// Connections of out-of-scope processes or destinations are switched
-    /// off in the kernel as they open; calls are checked in full later.
-    pub fn set_scope(&mut self, scope: Scope) {
-        self.scope = scope;
     }
 
     pub fn set_max_conns(&mut self, n: usize) {
@@ -143,8 +142,10 @@ impl ConnTable {
         self.conns.is_empty()
     }
 
-    /// Feed one capture event; finished calls are appended to `calls`.
-    pub fn on_event(&mut self, ev: &CaptureEvent, calls: &mut Vec<Call>) {
+    /// Feed one capture event; what follows from it is appended to `fx`.
+    /// Process events (exec) are not the table's business and are ignored;
+    /// so is scope, which the pipeline decides before a connection gets here.
+    pub fn on_event(&mut self, ev: &CaptureEvent, fx: &mut Vec<Effect>) {
         match ev {
             CaptureEvent::ConnOpen {
                 origin,
@@ -159,21 +160,12 @@ impl ConnTable {
                     self.stats.server_conns += 1;
                     return;
                 }
-                if !self.scope.allows_process(origin.tgid, comm)
-                    || !self.scope.allows_remote(*remote)
-                {
-                    self.stats.out_of_scope += 1;
-                    if let Some(ctl) = &self.control {
-                        ctl.mute(origin.tgid, origin.fd, Mute::All);
-                    }
-                    return;
-                }
                 let key = ConnKey {
                     tgid: origin.tgid,
                     id: origin.conn_id,
                 };
-                let conn = Conn::new(origin, *role, *remote, comm.clone());
-                self.track(key, conn, calls);
+                let conn = Conn::new(origin, *role, *remote, comm.as_str().into());
+                self.track(key, conn, fx);
             }
             CaptureEvent::ConnClose { origin } => {
                 let key = ConnKey {
@@ -181,7 +173,7 @@ impl ConnTable {
                     id: origin.conn_id,
                 };
                 if let Some(c) = self.conns.remove(&key) {
-                    self.finish(c, origin.ts_ns, calls);
+                    self.finish(c, origin.ts_ns, fx);
                 }
             }
             CaptureEvent::Data {
@@ -204,13 +196,11 @@ impl ConnTable {
                 if !self.conns.contains_key(&key) {
                     // The open event was lost, or this TLS stream's fd is
                     // not known yet.
-                    let conn = Conn::new(origin, Role::Unknown, None, String::new());
-                    self.track(key, conn, calls);
+                    let conn = Conn::new(origin, Role::Unknown, None, "".into());
+                    self.track(key, conn, fx);
                 }
-                self.on_data(key, *source, *dir, *pos, origin.ts_ns, bytes, calls);
+                self.on_data(key, *source, *dir, *pos, origin.ts_ns, bytes, fx);
             }
-            CaptureEvent::Exec { origin, comm, .. } => self.procs.refresh(origin.tgid, comm),
-            CaptureEvent::LibOpen { .. } => {}
             CaptureEvent::ProcExit { origin } => {
                 let keys: Vec<ConnKey> = self
                     .conns
@@ -221,18 +211,20 @@ impl ConnTable {
                 let mut fds = Vec::new();
                 for k in keys {
                     if let Some(c) = self.conns.remove(&k) {
-                        fds.push(c.fd);
-                        self.finish(c, origin.ts_ns, calls);
+                        fds.push(c.facts.fd);
+                        self.finish(c, origin.ts_ns, fx);
                     }
                 }
-                if let Some(ctl) = &self.control {
-                    ctl.forget(origin.tgid, &fds);
-                }
-                self.procs.remove(origin.tgid);
+                fx.push(Effect::Forget {
+                    tgid: origin.tgid,
+                    fds,
+                });
             }
+            CaptureEvent::Exec { .. } | CaptureEvent::LibOpen { .. } => {}
         }
     }
 
+    /// One data event: reorder, then detect or feed.
     #[allow(clippy::too_many_arguments)]
     fn on_data(
         &mut self,
@@ -242,177 +234,167 @@ impl ConnTable {
         pos: Option<u64>,
         ts: u64,
         bytes: &[u8],
-        calls: &mut Vec<Call>,
+        fx: &mut Vec<Effect>,
     ) {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
         conn.last_ts = ts;
-        if source == Source::OpenSsl {
-            conn.tls = true;
-        }
-        match (conn.source, source) {
-            (None, s) => conn.source = Some(s),
-            (Some(Source::Syscall), Source::OpenSsl) => {
+        match (conn.facts.source, source) {
+            (None, s) => conn.facts.source = Some(s),
+            (Some(Source::Syscall), s) if s != Source::Syscall => {
                 // TLS began after plaintext (or the plaintext was the
                 // handshake): start over on the decrypted stream.
-                conn.source = Some(Source::OpenSsl);
-                conn.next_pos = [None, None];
-                conn.mid = false;
-                conn.state = State::Detecting {
-                    held: [Vec::new(), Vec::new()],
-                    dropped: 0,
-                };
+                conn.facts.source = Some(s);
+                conn.positions = Positions::default();
+                conn.state = State::Detecting(Detector::default());
             }
-            (Some(Source::OpenSsl), Source::Syscall) => return,
+            (Some(current), s) if s != current => return,
             _ => {}
         }
 
-        // Order and gaps, from positions.
-        let d = idx(dir);
-        let mut data = bytes;
-        let mut gap = 0u64;
-        if let Some(p) = pos {
-            match conn.next_pos[d] {
-                None if p > 0 => conn.mid = true,
-                Some(expected) if p > expected => gap = p - expected,
-                Some(expected) if p < expected => {
-                    // Overlap: skip what was already seen.
-                    let skip = (expected - p).min(data.len() as u64) as usize;
-                    data = &data[skip..];
-                }
-                _ => {}
-            }
-            let end = p.saturating_add(bytes.len() as u64);
-            conn.next_pos[d] = Some(conn.next_pos[d].map_or(end, |e| e.max(end)));
-        }
-        if gap > 0 {
+        let placed = conn.positions.place(dir, pos, bytes.len());
+        let data = &bytes[placed.skip..];
+        if placed.gap > 0 {
             self.stats.gaps += 1;
-            self.stats.gap_bytes += gap;
+            self.stats.gap_bytes += placed.gap;
         }
+        if matches!(conn.state, State::Detecting(_)) {
+            self.detect(key, dir, ts, data, placed.gap, fx);
+        } else {
+            self.feed(key, dir, ts, data, placed.gap, fx);
+        }
+        self.drain(key, fx);
+    }
 
+    /// Hold the first bytes until the protocol is known; then start its
+    /// parser with what was held.
+    fn detect(
+        &mut self,
+        key: ConnKey,
+        dir: Direction,
+        ts: u64,
+        data: &[u8],
+        gap: u64,
+        fx: &mut Vec<Effect>,
+    ) {
         let limits = self.limits;
-        let mut mute = None;
-        let conn = match self.conns.get_mut(&key) {
-            Some(c) => c,
-            None => return,
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
         };
-        if let State::Detecting { held, dropped } = &mut conn.state {
-            if gap > 0 {
-                // Missed bytes before deciding: whatever comes next is
-                // mid-stream.
-                conn.mid = true;
-                held[d].clear();
-            }
-            let room = DETECT_BYTES.saturating_sub(held[d].len());
-            held[d].extend_from_slice(&data[..data.len().min(room)]);
-            // A connection qmon adopted (role unknown: it predates qmon, or
-            // its open was missed) may be mid-stream even at position 0:
-            // positions count from when qmon first saw it, and a TLS stream
-            // found through SSL_read/SSL_write always starts at 0. Found by
-            // the e2e mid-connection test: an h2 connection over TLS opened
-            // before qmon started was switched off as "not HTTP". A preface
-            // or HTTP/1 request is still recognised first.
-            let maybe_mid = conn.mid || conn.role == Role::Unknown;
-            let mut decided = detect::detect(&held[0], &held[1], maybe_mid);
-            if decided == Detected::NeedMore && data.len() > room {
-                // Bytes not held are bytes lost to the parser.
-                let lost = (data.len() - room) as u64;
-                self.stats.gaps += 1;
-                self.stats.gap_bytes += lost;
-                conn.mid = true;
-                held[d].clear();
-                *dropped += lost;
-                if *dropped > DETECT_GIVE_UP {
-                    decided = Detected::Other;
-                }
-            }
-            let next = match decided {
-                Detected::NeedMore => None,
-                Detected::Http1 => {
-                    self.stats.http1_conns += 1;
-                    Some(State::Parsing(Box::new(if maybe_mid {
-                        Http1Parser::mid_stream(limits)
-                    } else {
-                        Http1Parser::new(limits)
-                    })))
-                }
-                Detected::Http2 => {
-                    self.stats.http2_conns += 1;
-                    Some(State::Parsing(Box::new(Http2Parser::new(limits))))
-                }
-                Detected::Http2MidStream => {
-                    self.stats.http2_conns += 1;
-                    Some(State::Parsing(Box::new(Http2Parser::mid_connection(
-                        limits,
-                    ))))
-                }
-                Detected::ServerSide => {
-                    self.stats.server_conns += 1;
-                    mute = Some(Mute::All);
-                    Some(State::Ignored)
-                }
-                Detected::Other => {
-                    self.stats.not_http += 1;
-                    mute = Some(if conn.source == Some(Source::OpenSsl) {
-                        Mute::All
-                    } else {
-                        Mute::Syscall
-                    });
-                    Some(State::Ignored)
-                }
-            };
-            match next {
-                None => return,
-                Some(State::Parsing(mut parser)) => {
-                    // Replay what was held, egress first: a request precedes
-                    // its response.
-                    let held = std::mem::take(held);
-                    let mut progress = Progress::Continue;
-                    for (i, dir) in [Direction::Egress, Direction::Ingress]
-                        .into_iter()
-                        .enumerate()
-                    {
-                        if !held[i].is_empty() && progress == Progress::Continue {
-                            progress = parser.data(dir, ts, &held[i], &mut self.out);
-                        }
-                    }
-                    conn.state = State::Parsing(parser);
-                    // Bytes past what was held go through normally.
-                    let fed = data.len().min(room);
-                    let rest = &data[fed..];
-                    if progress == Progress::Continue && !rest.is_empty() {
-                        if let State::Parsing(p) = &mut conn.state {
-                            progress = p.data(dir, ts, rest, &mut self.out);
-                        }
-                    }
-                    self.after_progress(key, progress, dir, ts, &[], calls);
-                    self.drain(key, calls);
-                    return;
-                }
-                Some(s) => {
-                    conn.state = s;
-                }
-            }
-        } else if let State::Parsing(parser) = &mut conn.state {
-            if gap > 0 {
-                parser.gap(dir, gap, ts, &mut self.out);
-            }
-            let progress = if data.is_empty() {
-                Progress::Continue
-            } else {
-                parser.data(dir, ts, data, &mut self.out)
-            };
-            let rest = match progress {
-                Progress::Upgrade { consumed, .. } => data.get(consumed..).unwrap_or(&[]).to_vec(),
-                Progress::Continue => Vec::new(),
-            };
-            self.after_progress(key, progress, dir, ts, &rest, calls);
+        let State::Detecting(detector) = &mut conn.state else {
+            return;
+        };
+        // A connection qmon adopted (role unknown: it predates qmon, or its
+        // open was missed) may be mid-stream even at position 0: positions
+        // count from when qmon first saw it, and a TLS stream found through
+        // SSL_read/SSL_write always starts at 0. Found by the e2e
+        // mid-connection test: an h2 connection over TLS opened before qmon
+        // started was switched off as "not HTTP". A preface or HTTP/1
+        // request is still recognised first.
+        let adopted = conn.facts.role == Role::Unknown;
+        let offer = detector.offer(dir, data, gap > 0, &mut conn.positions.mid, adopted);
+        if offer.lost > 0 {
+            self.stats.gaps += 1;
+            self.stats.gap_bytes += offer.lost;
         }
-        if let Some(how) = mute {
-            self.mute(key, how);
+        let parser: Box<dyn Parser> = match offer.decided {
+            Detected::NeedMore => return,
+            Detected::Http1 => {
+                self.stats.http1_conns += 1;
+                Box::new(if offer.mid_stream {
+                    Http1Parser::mid_stream(limits)
+                } else {
+                    Http1Parser::new(limits)
+                })
+            }
+            Detected::Http2 => {
+                self.stats.http2_conns += 1;
+                Box::new(Http2Parser::new(limits))
+            }
+            Detected::Http2MidStream => {
+                self.stats.http2_conns += 1;
+                Box::new(Http2Parser::mid_connection(limits))
+            }
+            Detected::ServerSide => {
+                self.stats.server_conns += 1;
+                conn.state = State::Ignored;
+                fx.extend(conn.mute(Mute::All));
+                return;
+            }
+            Detected::Other => {
+                self.stats.not_http += 1;
+                conn.state = State::Ignored;
+                // Plaintext that is not HTTP may still turn into TLS
+                // plaintext that is; TLS plaintext that is not is done.
+                let how = if conn.facts.tls() {
+                    Mute::All
+                } else {
+                    Mute::Syscall
+                };
+                fx.extend(conn.mute(how));
+                return;
+            }
+        };
+        // Replay what was held, egress first: a request precedes its
+        // response. Bytes past what was held go through normally.
+        let held = detector.take();
+        conn.state = State::Parsing(parser);
+        let mut progress = Progress::Continue;
+        for (i, d) in [Direction::Egress, Direction::Ingress]
+            .into_iter()
+            .enumerate()
+        {
+            if !held[i].is_empty() && progress == Progress::Continue {
+                progress = self.parse(key, d, ts, &held[i]);
+            }
         }
-        self.drain(key, calls);
+        let rest = &data[offer.held..];
+        if progress == Progress::Continue && !rest.is_empty() {
+            progress = self.parse(key, dir, ts, rest);
+        }
+        self.after_progress(key, progress, dir, ts, &[], fx);
+    }
+
+    /// Feed the parser in-order bytes, telling it about a gap first.
+    fn feed(
+        &mut self,
+        key: ConnKey,
+        dir: Direction,
+        ts: u64,
+        data: &[u8],
+        gap: u64,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(Conn {
+            state: State::Parsing(parser),
+            ..
+        }) = self.conns.get_mut(&key)
+        else {
+            return;
+        };
+        if gap > 0 {
+            parser.gap(dir, gap, ts, &mut self.out);
+        }
+        if data.is_empty() {
+            return;
+        }
+        let progress = parser.data(dir, ts, data, &mut self.out);
+        let rest = match progress {
+            Progress::Upgrade { consumed, .. } => data.get(consumed..).unwrap_or(&[]),
+            Progress::Continue => &[],
+        };
+        self.after_progress(key, progress, dir, ts, rest, fx);
+    }
+
+    fn parse(&mut self, key: ConnKey, dir: Direction, ts: u64, bytes: &[u8]) -> Progress {
+        match self.conns.get_mut(&key) {
+            Some(Conn {
+                state: State::Parsing(p),
+                ..
+            }) => p.data(dir, ts, bytes, &mut self.out),
+            _ => Progress::Continue,
+        }
     }
 
     /// Handle a protocol switch (HTTP/1 `101`).
@@ -423,7 +405,7 @@ impl ConnTable {
         dir: Direction,
         ts: u64,
         rest: &[u8],
-        calls: &mut Vec<Call>,
+        fx: &mut Vec<Effect>,
     ) {
         let Progress::Upgrade { to, .. } = progress else {
             return;
@@ -450,22 +432,13 @@ impl ConnTable {
             }
             UpgradeTo::Other => {
                 conn.state = State::Ignored;
-                self.mute(key, Mute::All);
-            }
-        }
-        self.drain(key, calls);
-    }
-
-    fn mute(&mut self, key: ConnKey, how: Mute) {
-        if let (Some(ctl), Some(c)) = (&self.control, self.conns.get(&key)) {
-            if c.fd >= 0 {
-                ctl.mute(c.tgid, c.fd, how);
+                fx.extend(conn.mute(Mute::All));
             }
         }
     }
 
-    /// Wrap exchanges the parser produced into calls.
-    fn drain(&mut self, key: ConnKey, calls: &mut Vec<Call>) {
+    /// Wrap exchanges the parser produced into effects.
+    fn drain(&mut self, key: ConnKey, fx: &mut Vec<Effect>) {
         if self.out.is_empty() {
             return;
         }
@@ -473,26 +446,32 @@ impl ConnTable {
             self.out.clear();
             return;
         };
-        for ex in self.out.drain(..) {
-            calls.push(make_call(&mut self.procs, conn, ex));
+        for exchange in self.out.drain(..) {
             self.stats.calls += 1;
+            fx.push(Effect::Exchange {
+                conn: conn.facts.clone(),
+                exchange,
+            });
         }
     }
 
     /// A connection ended: flush its parser.
-    fn finish(&mut self, mut conn: Conn, ts: u64, calls: &mut Vec<Call>) {
+    fn finish(&mut self, mut conn: Conn, ts: u64, fx: &mut Vec<Effect>) {
         if let State::Parsing(p) = &mut conn.state {
             p.close(ts, &mut self.out);
         }
-        for ex in self.out.drain(..) {
-            calls.push(make_call(&mut self.procs, &conn, ex));
+        for exchange in self.out.drain(..) {
             self.stats.calls += 1;
+            fx.push(Effect::Exchange {
+                conn: conn.facts.clone(),
+                exchange,
+            });
         }
     }
 
     /// Close connections idle for longer than the idle timeout; call about
     /// once a second with the current unix time.
-    pub fn sweep(&mut self, now_ns: u64, calls: &mut Vec<Call>) {
+    pub fn sweep(&mut self, now_ns: u64, fx: &mut Vec<Effect>) {
         let idle = self.idle_ns;
         let stale: Vec<ConnKey> = self
             .conns
@@ -502,115 +481,65 @@ impl ConnTable {
             .collect();
         for k in stale {
             if let Some(c) = self.conns.remove(&k) {
-                self.finish(c, now_ns, calls);
+                self.finish(c, now_ns, fx);
             }
         }
     }
 
     /// Flush everything (shutdown).
-    pub fn flush_all(&mut self, now_ns: u64, calls: &mut Vec<Call>) {
+    pub fn flush_all(&mut self, now_ns: u64, fx: &mut Vec<Effect>) {
         let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
         for k in keys {
             if let Some(c) = self.conns.remove(&k) {
-                self.finish(c, now_ns, calls);
+                self.finish(c, now_ns, fx);
             }
         }
     }
 
     /// Start tracking a connection, evicting the oldest if the table is full.
-    fn track(&mut self, key: ConnKey, conn: Conn, calls: &mut Vec<Call>) {
-        self.make_room(calls);
-        self.conns.insert(key, conn);
-    }
-
-    fn make_room(&mut self, calls: &mut Vec<Call>) {
-        if self.conns.len() < self.max_conns {
-            return;
-        }
-        let oldest = self
-            .conns
-            .iter()
-            .min_by_key(|(_, c)| c.last_ts)
-            .map(|(k, _)| *k);
-        if let Some(k) = oldest {
-            if let Some(c) = self.conns.remove(&k) {
+    fn track(&mut self, key: ConnKey, conn: Conn, fx: &mut Vec<Effect>) {
+        if self.conns.len() >= self.max_conns {
+            let oldest = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| c.last_ts)
+                .map(|(k, _)| *k);
+            if let Some(c) = oldest.and_then(|k| self.conns.remove(&k)) {
                 self.stats.evicted += 1;
                 let ts = c.last_ts;
-                self.finish(c, ts, calls);
+                self.finish(c, ts, fx);
             }
         }
+        self.conns.insert(key, conn);
     }
 }
 
 impl Conn {
-    fn new(origin: &Origin, role: Role, remote: Option<SocketAddr>, comm: String) -> Self {
+    fn new(origin: &Origin, role: Role, remote: Option<SocketAddr>, comm: Arc<str>) -> Self {
         Conn {
-            tgid: origin.tgid,
-            fd: origin.fd,
-            conn_id: origin.conn_id,
-            role,
-            remote,
-            comm,
-            tls: false,
-            source: None,
-            next_pos: [None, None],
-            mid: false,
-            state: State::Detecting {
-                held: [Vec::new(), Vec::new()],
-                dropped: 0,
+            facts: ConnFacts {
+                tgid: origin.tgid,
+                fd: origin.fd,
+                conn_id: origin.conn_id,
+                role,
+                remote,
+                comm,
+                source: None,
             },
+            positions: Positions::default(),
+            state: State::Detecting(Detector::default()),
             last_ts: origin.ts_ns,
         }
     }
-}
 
-fn make_call(procs: &mut ProcTable, conn: &Conn, mut ex: Exchange) -> Call {
-    let process = procs.get(conn.tgid, &conn.comm);
-    if ex.scheme.is_none() {
-        ex.scheme = Some(if conn.tls { "https" } else { "http" }.to_string());
-    }
-    let (host, port) = host_port(ex.authority.as_deref(), conn.remote);
-    let route = ex.path.as_deref().map(route);
-    let _ = conn.role;
-    Call {
-        process,
-        conn: ConnInfo {
-            conn_id: conn.conn_id,
-            remote: conn.remote,
-            tls: conn.tls,
-            tls_lib: conn.tls.then(|| "openssl".to_string()),
-        },
-        exchange: ex,
-        host,
-        port,
-        route,
-    }
-}
-
-/// Host and port the client asked for: from the authority, else the remote
-/// address. IPv6 literals keep their brackets off.
-pub fn host_port(authority: Option<&str>, remote: Option<SocketAddr>) -> (String, Option<u16>) {
-    let remote_port = remote.map(|r| r.port());
-    let Some(auth) = authority.map(str::trim).filter(|a| !a.is_empty()) else {
-        return (
-            remote.map(|r| r.ip().to_string()).unwrap_or_default(),
-            remote_port,
-        );
-    };
-    // Strip userinfo, if any.
-    let auth = auth.rsplit('@').next().unwrap_or(auth);
-    if let Some(rest) = auth.strip_prefix('[') {
-        if let Some((h, tail)) = rest.split_once(']') {
-            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (h.to_ascii_lowercase(), port.or(remote_port));
-        }
-    }
-    match auth.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h.to_ascii_lowercase(), Some(port)),
-            Err(_) => (h.to_ascii_lowercase(), remote_port),
-        },
-        _ => (auth.to_ascii_lowercase(), remote_port),
+    /// The effect that mutes this connection in the kernel, if its fd is
+    /// known.
+    fn mute(&self, how: Mute) -> Option<Effect> {
+        (self.facts.fd >= 0).then_some(Effect::Mute {
+            tgid: self.facts.tgid,
+            fd: self.facts.fd,
+            how,
+        })
     }
 }
 

@@ -1,4 +1,6 @@
 use super::*;
+use crate::calls::build::CallBuilder;
+use crate::calls::Call;
 use crate::capture::events::Origin;
 use crate::protocols::fixture::{self, Segment};
 
@@ -45,13 +47,27 @@ fn close(conn_id: u64) -> CaptureEvent {
 const REQ: &[u8] = b"GET /users/12345?token=x HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
 const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+/// The table's exchanges, made into calls as the pipeline makes them.
 fn run(events: Vec<CaptureEvent>) -> (ConnTable, Vec<Call>) {
-    let mut t = ConnTable::new(ParserLimits::default(), None);
-    let mut calls = Vec::new();
-    for e in events {
-        t.on_event(&e, &mut calls);
-    }
+    let (t, fx) = run_effects(events);
+    let mut builder = CallBuilder::default();
+    let calls = fx
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Exchange { conn, exchange } => Some(builder.build(&conn, exchange)),
+            _ => None,
+        })
+        .collect();
     (t, calls)
+}
+
+fn run_effects(events: Vec<CaptureEvent>) -> (ConnTable, Vec<Effect>) {
+    let mut t = ConnTable::new(ParserLimits::default());
+    let mut fx = Vec::new();
+    for e in events {
+        t.on_event(&e, &mut fx);
+    }
+    (t, fx)
 }
 
 #[test]
@@ -197,7 +213,7 @@ fn process_exit_flushes_pending_as_incomplete() {
 
 #[test]
 fn table_stays_bounded() {
-    let mut t = ConnTable::new(ParserLimits::default(), None);
+    let mut t = ConnTable::new(ParserLimits::default());
     t.set_max_conns(10);
     let mut calls = Vec::new();
     for id in 1..=100 {
@@ -219,28 +235,6 @@ fn idle_connections_are_swept() {
     let mut calls = Vec::new();
     t.sweep(1 + 301_000_000_000, &mut calls);
     assert!(t.is_empty());
-}
-
-#[test]
-fn host_and_port_from_authority_or_remote() {
-    let r = Some("192.0.2.1:443".parse().unwrap());
-    assert_eq!(
-        host_port(Some("API.example.com"), r),
-        ("api.example.com".into(), Some(443))
-    );
-    assert_eq!(
-        host_port(Some("example.com:8443"), r),
-        ("example.com".into(), Some(8443))
-    );
-    assert_eq!(host_port(Some("[::1]:9000"), r), ("::1".into(), Some(9000)));
-    assert_eq!(host_port(Some("[::1]"), r), ("::1".into(), Some(443)));
-    assert_eq!(host_port(None, r), ("192.0.2.1".into(), Some(443)));
-    assert_eq!(
-        host_port(Some("u:p@h.example:81"), r),
-        ("h.example".into(), Some(81))
-    );
-    assert_eq!(host_port(Some("h:notaport"), r), ("h".into(), Some(443)));
-    assert_eq!(host_port(None, None), (String::new(), None));
 }
 
 fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -506,4 +500,105 @@ fn adopted_client_leftover_body_does_not_spoil_the_next_call() {
     let e = &calls[0].exchange;
     assert_eq!((e.status, &e.error), (Some(200), &None));
     assert_eq!(e.path.as_deref(), Some("/users/12345?token=x"));
+}
+
+fn mutes(fx: &[Effect]) -> Vec<(u64, Mute)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Mute { fd, how, .. } => Some((*fd as u64, *how)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Muting is qmon's main cost control: once the table knows a connection
+/// is not worth parsing, it asks the kernel to stop sending its bytes.
+/// Plaintext that is not HTTP is muted for syscalls only (TLS may still
+/// start on it); TLS plaintext that is not HTTP, a server's side and a
+/// WebSocket upgrade are muted entirely; HTTP is never muted.
+#[test]
+fn muting_effects() {
+    let not_http: &[u8] = b"\x00\x00\x00\x08\x04\xd2\x16\x2f postgres startup";
+    type Case = (&'static str, Vec<CaptureEvent>, Vec<(u64, Mute)>);
+    let cases: Vec<Case> = vec![
+        (
+            "plaintext, not HTTP",
+            vec![
+                open(1, Role::Client),
+                data(1, Source::Syscall, Direction::Egress, 0, not_http),
+                data(1, Source::Syscall, Direction::Ingress, 0, b"R\x00\x00\x00\x08"),
+            ],
+            vec![(5, Mute::Syscall)],
+        ),
+        (
+            "TLS plaintext, not HTTP",
+            vec![
+                open(1, Role::Client),
+                data(1, Source::OpenSsl, Direction::Egress, 0, not_http),
+                data(1, Source::OpenSsl, Direction::Ingress, 0, b"R\x00\x00\x00\x08"),
+            ],
+            vec![(5, Mute::All)],
+        ),
+        (
+            "an adopted server's side",
+            vec![
+                open(1, Role::Unknown),
+                data(1, Source::Syscall, Direction::Ingress, 0, REQ),
+            ],
+            vec![(5, Mute::All)],
+        ),
+        (
+            "a WebSocket upgrade",
+            vec![
+                open(1, Role::Client),
+                data(
+                    1,
+                    Source::Syscall,
+                    Direction::Egress,
+                    0,
+                    b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                ),
+                data(
+                    1,
+                    Source::Syscall,
+                    Direction::Ingress,
+                    0,
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
+                ),
+            ],
+            vec![(5, Mute::All)],
+        ),
+        (
+            "HTTP",
+            vec![
+                open(1, Role::Client),
+                data(1, Source::Syscall, Direction::Egress, 0, REQ),
+                data(1, Source::Syscall, Direction::Ingress, 0, RESP),
+            ],
+            vec![],
+        ),
+    ];
+    for (what, events, want) in cases {
+        let (_, fx) = run_effects(events);
+        assert_eq!(mutes(&fx), want, "{what}: {fx:#?}");
+    }
+}
+
+/// A process's exit finishes its connections and forgets their sockets.
+#[test]
+fn process_exit_forgets_its_sockets() {
+    let (_, fx) = run_effects(vec![
+        open(1, Role::Client),
+        data(1, Source::Syscall, Direction::Egress, 0, REQ),
+        CaptureEvent::ProcExit {
+            origin: origin(0, 2000),
+        },
+    ]);
+    assert!(
+        matches!(
+            fx.as_slice(),
+            [Effect::Exchange { .. }, Effect::Forget { tgid: PID, fds }] if fds == &[5]
+        ),
+        "{fx:#?}"
+    );
 }

@@ -12,7 +12,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::calls::redact::Redactor;
 use crate::calls::{Call, Protocol};
 
 /// What the view keeps of one call: only what it shows.
@@ -40,8 +39,8 @@ pub struct CallSample {
 }
 
 impl CallSample {
-    /// The view's copy of a call, with the path redacted like the store's.
-    pub fn from_call(call: &Call, redactor: &Redactor) -> CallSample {
+    /// The view's copy of a call (already redacted by the pipeline).
+    pub fn from_call(call: &Call) -> CallSample {
         let ex = &call.exchange;
         let duration_ns = ex
             .timing
@@ -56,7 +55,7 @@ impl CallSample {
             http2: ex.protocol == Protocol::Http2,
             tls: call.conn.tls,
             method: ex.method.clone(),
-            path: ex.path.as_deref().map(|p| redactor.redact_path(p)),
+            path: ex.path.clone(),
             route: call.route.clone(),
             status: ex.status,
             error: ex.error.as_ref().map(|e| e.as_text()),

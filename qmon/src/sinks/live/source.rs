@@ -1,7 +1,9 @@
 //! Where the live view's calls come from.
 //!
-//! * No recorder running: capture in-process with the library pipeline
-//!   (`Capture` → `ConnTable` → `pipeline::run`) on a background thread.
+//! * No recorder running: capture in-process with the library
+//!   [`Pipeline`], on a background thread, into a [`LiveSink`]. The
+//!   pipeline is set up as `qmon record` would set it up (scope,
+//!   redaction); only the sink differs.
 //! * `qmon record` running on the database: tail its `calls` view through a
 //!   read-only connection (`WHERE id > last_id`, twice a second) and take
 //!   loss counters from `recorder_status`. No second capture is started.
@@ -18,10 +20,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::calls::redact::Redactor;
-use crate::capture::{BufPool, Capture, CaptureError, CaptureEvent, CaptureOptions};
-use crate::connections::ConnTable;
-use crate::pipeline;
+use crate::calls::Call;
+use crate::capture::{Capture, CaptureError, CaptureOptions};
+use crate::pipeline::{self, Pipeline, Policy, Sink, Status};
 use crate::protocols::ParserLimits;
 use crate::sinks::store::{read_recorder_status, RecorderStatus, StoreError};
 
@@ -157,25 +158,77 @@ impl Sender {
     }
 }
 
-/// Start capturing in-process: BPF attached when this returns.
+/// The live view as a pipeline sink: calls become [`CallSample`]s on the
+/// view's channel, never blocking the pipeline.
+pub struct LiveSink {
+    sender: Sender,
+    /// Set when the view hung up: the pipeline has nobody to work for.
+    stop: Arc<AtomicBool>,
+}
+
+impl LiveSink {
+    pub fn new(tx: SyncSender<Feed>, stop: Arc<AtomicBool>) -> Self {
+        Self {
+            sender: Sender {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            stop,
+        }
+    }
+
+    fn send(&self, feed: Feed) {
+        if !self.sender.send(feed) {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Sink for LiveSink {
+    fn name(&self) -> &'static str {
+        "live"
+    }
+
+    fn calls(&mut self, calls: &[Arc<Call>]) {
+        self.send(Feed::Calls(
+            calls.iter().map(|c| CallSample::from_call(c)).collect(),
+        ));
+    }
+
+    fn tick(&mut self, status: &Status) {
+        self.send(Feed::Status(SourceStatus {
+            lost_events: status.capture.lost_events,
+            dropped: self.dropped(),
+            recorder_live: None,
+        }));
+    }
+
+    fn dropped(&self) -> u64 {
+        self.sender.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Start capturing in-process: BPF attached when this returns. The
+/// pipeline's calls go to the view through `tx`.
 pub fn start_capture(
     opts: CaptureOptions,
     limits: ParserLimits,
-    redactor: Redactor,
+    policy: Policy,
     tx: SyncSender<Feed>,
 ) -> Result<Source, SourceError> {
     let (ev_tx, ev_rx) = crate::capture::channel(8192);
     let cap = Capture::start(opts, ev_tx)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let table = ConnTable::new(limits, Some(cap.control.clone()));
-    let stats = cap.stats.clone();
+    let mut pipeline =
+        Pipeline::new(limits, policy).with_capture(cap.control.clone(), cap.stats.clone());
+    pipeline.add_sink(Box::new(LiveSink::new(tx, stop.clone())));
     let pool = cap.pool.clone();
     let mode = cap.mode.as_str();
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("qmon-top-pipeline".into())
-            .spawn(move || run_pipeline(ev_rx, pool, table, stop, stats, redactor, tx))
+            .spawn(move || pipeline.run(&ev_rx, &pool, &stop, |_| {}))
             .map_err(SourceError::Thread)?
     };
     Ok(Source {
@@ -184,47 +237,6 @@ pub fn start_capture(
         thread: Some(thread),
         capture: Some(cap),
     })
-}
-
-fn run_pipeline(
-    rx: Receiver<CaptureEvent>,
-    pool: BufPool,
-    mut table: ConnTable,
-    stop: Arc<AtomicBool>,
-    stats: Arc<crate::capture::CaptureStats>,
-    redactor: Redactor,
-    tx: SyncSender<Feed>,
-) {
-    let sender = Sender {
-        tx,
-        dropped: Arc::new(AtomicU64::new(0)),
-    };
-    let status = |sender: &Sender| SourceStatus {
-        lost_events: stats.lost_events.load(Ordering::Relaxed),
-        dropped: sender.dropped.load(Ordering::Relaxed),
-        recorder_live: None,
-    };
-    let send_calls = |calls: &mut Vec<crate::calls::Call>, sender: &Sender| {
-        let batch: Vec<CallSample> = calls
-            .drain(..)
-            .map(|c| CallSample::from_call(&c, &redactor))
-            .collect();
-        if !sender.send(Feed::Calls(batch)) {
-            stop.store(true, Ordering::SeqCst);
-        }
-    };
-    pipeline::run(
-        &rx,
-        &pool,
-        &mut table,
-        &stop,
-        |calls| send_calls(calls, &sender),
-        |_| {
-            if !sender.send(Feed::Status(status(&sender))) {
-                stop.store(true, Ordering::SeqCst);
-            }
-        },
-    );
 }
 
 /// Columns read from the `calls` view, in [`sample_from_row`] order.
@@ -482,7 +494,10 @@ mod tests {
         let db = dir.path().join("q.db");
         let store = Store::open(&db, StoreOptions::default()).unwrap();
         let h = store.handle();
-        h.send(call("/a?token=secret", 200));
+        // As the pipeline hands calls on: redacted.
+        let mut first = call("/a?token=secret", 200);
+        crate::calls::redact::CallRedactor::default().redact(&mut first);
+        h.send(first);
         h.flush().unwrap();
 
         let mut tail = DbTail::open(&db).unwrap();

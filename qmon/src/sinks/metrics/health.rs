@@ -1,5 +1,7 @@
-//! qmon's own health: liveness/readiness state, and the `qmon_*` counters
-//! read from [`CaptureStats`], [`ConnStats`] and the store at scrape time.
+//! qmon's own health: liveness/readiness state, and the `qmon_*` counters:
+//! the pipeline's [`Status`] as of its last tick (the same snapshot
+//! `recorder_status` is written from, so the two agree), and the store's
+//! queue read at scrape time.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,8 +13,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::capture::CaptureStats;
-use crate::connections::ConnStats;
+use crate::pipeline::Status;
 use crate::sinks::store::StoreHandle;
 
 /// How recent the pipeline's last heartbeat must be for `/healthz`.
@@ -23,9 +24,10 @@ pub struct Health {
     base: Instant,
     last_beat_ms: AtomicU64,
     ready: AtomicBool,
-    capture: OnceLock<Arc<CaptureStats>>,
+    /// The pipeline's counters; `None` until it first reports. Capture
+    /// counters are exported only when it captures (not in replays).
+    status: Mutex<Option<Status>>,
     store: OnceLock<(StoreHandle, u64)>,
-    conns: Mutex<ConnStats>,
 }
 
 impl fmt::Debug for Health {
@@ -43,9 +45,8 @@ impl Default for Health {
             base: Instant::now(),
             last_beat_ms: AtomicU64::new(0),
             ready: AtomicBool::new(false),
-            capture: OnceLock::new(),
+            status: Mutex::new(None),
             store: OnceLock::new(),
-            conns: Mutex::new(ConnStats::default()),
         }
     }
 }
@@ -80,21 +81,16 @@ impl Health {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Export these capture counters from now on.
-    pub fn set_capture(&self, stats: Arc<CaptureStats>) {
-        let _ = self.capture.set(stats);
-    }
-
     /// Export this store's counters; `capacity` is its queue capacity.
     pub fn set_store(&self, handle: StoreHandle, capacity: usize) {
         let _ = self.store.set((handle, capacity as u64));
     }
 
-    /// Latest connection-table counters (the table lives on the pipeline
-    /// thread, so it pushes a copy on each tick).
-    pub fn set_conn_stats(&self, stats: &ConnStats) {
-        if let Ok(mut c) = self.conns.lock() {
-            c.clone_from(stats);
+    /// The pipeline's latest counters (it lives on its own thread, so it
+    /// pushes a copy on each tick).
+    pub fn set_status(&self, status: &Status) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = Some(status.clone());
         }
     }
 }
@@ -141,64 +137,60 @@ impl Collector for HealthCollector {
             "Seconds since the pipeline last reported it is alive",
             h.heartbeat_age().as_secs_f64(),
         )?;
-        if let Some(c) = h.capture.get() {
-            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            counter(
-                e,
-                "qmon_events",
-                "Ring buffer events received",
-                g(&c.events),
-            )?;
+        let status = h.status.lock().ok().and_then(|s| s.clone());
+        if let Some(st) = &status {
+            let c = &st.capture;
+            counter(e, "qmon_events", "Ring buffer events received", c.events)?;
             counter(
                 e,
                 "qmon_decode_errors",
                 "Ring buffer records that could not be decoded",
-                g(&c.decode_errors),
+                c.decode_errors,
             )?;
             counter(
                 e,
                 "qmon_lost_events",
                 "Events the kernel could not deliver (ring buffer full)",
-                g(&c.lost_events),
+                c.lost_events,
             )?;
             counter(
                 e,
                 "qmon_lost_bytes",
-                "Payload bytes lost in the kernel (ring buffer full)",
-                g(&c.lost_bytes),
+                "Payload bytes lost in the kernel (ring buffer full); only there",
+                c.lost_bytes,
             )?;
             counter(
                 e,
                 "qmon_probe_missed",
                 "Syscall returns the kernel could not report (no free kretprobe instance); their data is lost",
-                g(&c.probe_missed),
+                c.probe_missed,
             )?;
             counter(
                 e,
                 "qmon_truncated_bytes",
                 "Payload bytes not copied because a call exceeded --max-chunks",
-                g(&c.truncated_bytes),
+                c.truncated_bytes,
             )?;
             gauge(
                 e,
                 "qmon_ring_buffer_size_bytes",
                 "Size of the BPF ring buffer",
-                to_i64(g(&c.ring_size)),
+                to_i64(c.ring_size),
             )?;
             gauge(
                 e,
                 "qmon_ring_buffer_used_bytes",
                 "Bytes waiting in the BPF ring buffer at the last check",
-                to_i64(g(&c.ring_used)),
+                to_i64(c.ring_used),
             )?;
             gauge(
                 e,
                 "qmon_tls_libraries_attached",
                 "TLS library files with probes attached",
-                to_i64(g(&c.libs_attached)),
+                to_i64(c.libs_attached),
             )?;
         }
-        let conns = h.conns.lock().map(|c| c.clone()).unwrap_or_default();
+        let conns = status.as_ref().map(|s| s.conns.clone()).unwrap_or_default();
         counter(
             e,
             "qmon_connections_opened",
@@ -226,9 +218,29 @@ impl Collector for HealthCollector {
         counter(
             e,
             "qmon_gap_bytes",
-            "Bytes missing in streams because of gaps",
+            "Bytes missing in streams as the parsers saw them, whatever the cause (overlaps lost and truncated bytes)",
             conns.gap_bytes,
         )?;
+        if let Some(st) = &status {
+            counter(
+                e,
+                "qmon_calls_out_of_scope",
+                "Finished calls left out by the capture scope",
+                st.out_of_scope_calls,
+            )?;
+            counter(
+                e,
+                "qmon_connections_out_of_scope",
+                "Connections switched off at open by the capture scope",
+                st.out_of_scope_conns,
+            )?;
+            counter(
+                e,
+                "qmon_queue_dropped",
+                "Calls dropped because a sink's queue was full (the store's included)",
+                st.queue_dropped,
+            )?;
+        }
         if let Some((store, capacity)) = h.store.get() {
             let s = store.stats();
             gauge(

@@ -385,5 +385,45 @@ impl Exporter {
     }
 }
 
+/// The exporter as a pipeline sink: every call into the histograms, every
+/// tick's counters into the health collector.
+pub struct MetricsSink {
+    calls: CallMetrics,
+    health: Arc<health::Health>,
+}
+
+impl MetricsSink {
+    pub fn new(exporter: Exporter) -> (Self, server::MetricsServer) {
+        (
+            Self {
+                calls: exporter.calls,
+                health: exporter.health,
+            },
+            exporter.server,
+        )
+    }
+}
+
+impl crate::pipeline::Sink for MetricsSink {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn calls(&mut self, calls: &[Arc<Call>]) {
+        for c in calls {
+            self.calls.observe(c);
+        }
+    }
+
+    fn tick(&mut self, status: &crate::pipeline::Status) {
+        self.health.beat();
+        self.health.set_status(status);
+    }
+
+    fn finish(&mut self, status: &crate::pipeline::Status) {
+        self.health.set_status(status);
+    }
+}
+
 #[cfg(test)]
 mod tests;

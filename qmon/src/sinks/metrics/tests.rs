@@ -1,12 +1,9 @@
-use std::sync::Arc;
-
 use prometheus_client::registry::Registry;
 
 use super::health::{Health, HealthCollector};
 use super::server::{openmetrics_to_text, render};
 use super::*;
 use crate::calls::{Body, ConnInfo, Exchange, Timing};
-use crate::capture::CaptureStats;
 
 fn call(method: &str, host: &str, route: &str, status: Option<u16>) -> Call {
     let mut ex = Exchange::new(Protocol::Http11);
@@ -185,8 +182,7 @@ fn observe_and_render_both_formats() {
         },
     );
     let health = Health::new();
-    let stats = Arc::new(CaptureStats::default());
-    health.set_capture(stats.clone());
+    health.set_status(&crate::pipeline::Status::default());
     reg.register_collector(Box::new(HealthCollector(health.clone())));
     m.observe(&call("GET", "api.example.com", "/v1/{id}", Some(200)));
     m.observe(&call("BREW", "api.example.com", "/v1/{id}", Some(500)));

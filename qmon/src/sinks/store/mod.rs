@@ -14,6 +14,7 @@ pub mod limits;
 pub mod migrate;
 mod retention;
 mod row;
+mod sink;
 mod writer;
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
@@ -28,10 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::calls::redact::Redactor;
 use crate::calls::Call;
 
 pub use limits::{parse_age, parse_size, LimitParseError};
+pub use sink::{status_counters, StoreSink};
 
 /// Where `qmon record` writes and `qmon query` reads by default.
 pub const DEFAULT_DB_PATH: &str = "/var/lib/qmon/qmon.db";
@@ -96,8 +97,6 @@ impl Retention {
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Applied to every call before insert.
-    pub redactor: Redactor,
     /// Body bytes stored per direction; decoded (gunzipped) text bodies are
     /// capped at 4× this.
     pub body_limit: usize,
@@ -117,7 +116,6 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            redactor: Redactor::default(),
             body_limit: 4096,
             queue_capacity: 16_384,
             batch_rows: 1000,
@@ -129,20 +127,27 @@ impl Default for StoreOptions {
     }
 }
 
-/// Recorder-wide counters written to `recorder_status` (cumulative).
+/// Recorder-wide counters written to `recorder_status` (cumulative), as
+/// the pipeline reports them; see `schema/README.md` for each one's meaning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounters {
     /// Ring buffer events processed.
     pub events: u64,
     /// Events the kernel could not deliver (ring buffer full).
     pub lost_events: u64,
-    /// Payload bytes lost (gaps).
+    /// Payload bytes in those events: lost in the kernel, and only there.
     pub lost_bytes: u64,
-    /// Calls produced by the parsers.
+    /// Calls recorded.
     pub calls: u64,
-    /// Drops in the recorder's own queues; the store adds its own.
+    /// Calls dropped because a queue (the store's included) was full.
     pub queue_dropped: u64,
     pub parse_errors: u64,
+    /// Bytes qmon chose not to copy (per-call copy limit).
+    pub truncated_bytes: u64,
+    /// Gaps in streams as the parsers saw them, and their bytes, whatever
+    /// the cause.
+    pub gaps: u64,
+    pub gap_bytes: u64,
 }
 
 /// The store's own counters.
@@ -187,10 +192,10 @@ struct Shared {
 }
 
 enum Msg {
-    Call(Box<Call>),
+    Call(Arc<Call>),
     Flush(SyncSender<()>),
-    /// New redaction rules and body limit (SIGHUP), for calls from now on.
-    Reconfigure(Redactor, usize),
+    /// A new body limit (SIGHUP), for calls from now on.
+    Reconfigure(usize),
     Shutdown,
 }
 
@@ -204,8 +209,9 @@ pub struct StoreHandle {
 impl StoreHandle {
     /// Queue a call for writing. Never blocks: returns `false` (and counts
     /// `queue_dropped`) when the queue is full or the store is closed.
-    pub fn send(&self, call: Call) -> bool {
-        match self.tx.try_send(Msg::Call(Box::new(call))) {
+    /// Calls are stored as given: redaction happened in the pipeline.
+    pub fn send(&self, call: impl Into<Arc<Call>>) -> bool {
+        match self.tx.try_send(Msg::Call(call.into())) {
             Ok(()) => {
                 self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
                 true
@@ -228,10 +234,10 @@ impl StoreHandle {
         }
     }
 
-    /// Apply new redaction rules and body limit to calls stored from now on.
-    pub fn reconfigure(&self, redactor: Redactor, body_limit: usize) -> Result<(), StoreError> {
+    /// Apply a new body limit to calls stored from now on.
+    pub fn reconfigure(&self, body_limit: usize) -> Result<(), StoreError> {
         self.tx
-            .send(Msg::Reconfigure(redactor, body_limit))
+            .send(Msg::Reconfigure(body_limit))
             .map_err(|_| StoreError::WriterGone)
     }
 
@@ -364,6 +370,9 @@ pub struct RecorderStatus {
     pub queue_dropped: u64,
     pub parse_errors: u64,
     pub write_dropped: u64,
+    pub truncated_bytes: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
 }
 
 impl RecorderStatus {
@@ -388,7 +397,7 @@ pub fn read_recorder_status(db: &Path) -> Result<Option<RecorderStatus>, StoreEr
     let status = conn
         .query_row(
             "SELECT pid, started_at, updated_at, events, lost_events, lost_bytes, calls,
-                    queue_dropped, parse_errors, write_dropped
+                    queue_dropped, parse_errors, write_dropped, truncated_bytes, gaps, gap_bytes
              FROM recorder_status WHERE id = 1",
             [],
             |r| {
@@ -404,6 +413,9 @@ pub fn read_recorder_status(db: &Path) -> Result<Option<RecorderStatus>, StoreEr
                     queue_dropped: u(7)?,
                     parse_errors: u(8)?,
                     write_dropped: u(9)?,
+                    truncated_bytes: u(10)?,
+                    gaps: u(11)?,
+                    gap_bytes: u(12)?,
                 })
             },
         )

@@ -133,39 +133,8 @@ fn body_value(body: &Body, headers: &Headers, limit: usize) -> (Value, bool, boo
     (value, stored.decoded, truncated)
 }
 
-/// Redacted command lines by pid: a process makes many calls with the same
-/// argv, and redacting it was ~8% of the daemon's CPU on small calls.
-/// Cleared when the redaction rules change, and when it grows past a bound.
-#[derive(Default)]
-pub(super) struct CmdlineMemo {
-    by_pid: std::collections::HashMap<u32, (Vec<String>, String)>,
-}
-
-impl CmdlineMemo {
-    const MAX: usize = 4096;
-
-    pub(super) fn clear(&mut self) {
-        self.by_pid.clear();
-    }
-
-    fn get(&mut self, pid: u32, args: &[String], opts: &StoreOptions) -> String {
-        if let Some((raw, red)) = self.by_pid.get(&pid) {
-            if raw.as_slice() == args {
-                return red.clone();
-            }
-        }
-        let red = opts.redactor.redact_args(args);
-        if self.by_pid.len() >= Self::MAX {
-            self.by_pid.clear();
-        }
-        self.by_pid.insert(pid, (args.to_vec(), red.clone()));
-        red
-    }
-}
-
-pub(super) fn make_row(mut call: Call, opts: &StoreOptions, memo: &mut CmdlineMemo) -> Row {
-    opts.redactor.redact_exchange(&mut call.exchange);
-    let p = call.process;
+pub(super) fn make_row(call: &Call, opts: &StoreOptions) -> Row {
+    let p = &call.process;
     let ex = &call.exchange;
     let (req_body, req_dec, req_trunc) = body_value(&ex.req_body, &ex.req_headers, opts.body_limit);
     let (resp_body, resp_dec, resp_trunc) =
@@ -221,7 +190,7 @@ pub(super) fn make_row(mut call: Call, opts: &StoreOptions, memo: &mut CmdlineMe
             p.pid,
             p.comm.clone(),
             p.exe.clone(),
-            (!p.args.is_empty()).then(|| memo.get(p.pid, &p.args, opts)),
+            (!p.args.is_empty()).then(|| p.args.join(" ")),
             p.container_id.clone(),
         ),
         values,

@@ -57,6 +57,12 @@ pub(crate) fn sample_call(i: u64, started_at_ns: u64) -> Call {
     }
 }
 
+/// A call as the pipeline hands it on: redacted by the default policy.
+fn redacted(mut call: Call) -> Call {
+    crate::calls::redact::CallRedactor::default().redact(&mut call);
+    call
+}
+
 fn opts() -> StoreOptions {
     StoreOptions {
         batch_interval: Duration::from_millis(20),
@@ -93,7 +99,7 @@ fn insert_and_read_back_through_view() {
     let store = Store::open(&path, opts()).unwrap();
     let h = store.handle();
     let t0 = 1_700_000_000_000_000_000;
-    assert!(h.send(sample_call(1, t0)));
+    assert!(h.send(redacted(sample_call(1, t0))));
 
     // A gzip'd JSON response, a gRPC call with an error, and a binary body.
     let mut gz = sample_call(2, t0 + 1);
@@ -105,7 +111,7 @@ fn insert_and_read_back_through_view() {
     gz.exchange
         .resp_headers
         .push(("Content-Encoding".into(), "gzip".into()));
-    assert!(h.send(gz));
+    assert!(h.send(redacted(gz)));
 
     let mut grpc = sample_call(3, t0 + 2);
     grpc.exchange.protocol = Protocol::Http2;
@@ -125,7 +131,7 @@ fn insert_and_read_back_through_view() {
         truncated: true,
     };
     std::sync::Arc::make_mut(&mut grpc.process).container_id = Some("abc123".into());
-    assert!(h.send(grpc));
+    assert!(h.send(redacted(grpc)));
 
     let stats = store.flush_and_close().unwrap();
     assert_eq!(stats.written, 3);
@@ -465,6 +471,7 @@ fn recorder_status_row() {
         calls: 3,
         queue_dropped: 4,
         parse_errors: 5,
+        ..StatusCounters::default()
     });
     h.flush().unwrap();
     let st = read_recorder_status(&path).unwrap().unwrap();

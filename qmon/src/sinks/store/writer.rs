@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use tracing::{error, info};
 
-use super::row::{make_row, CmdlineMemo, ProcessKey, Row, INSERT_SQL};
+use super::row::{make_row, ProcessKey, Row, INSERT_SQL};
 use super::{now_ns, to_i64, Msg, Shared, StoreOptions};
 
 /// At most one error log line per this interval; the rest are counted.
@@ -23,7 +23,6 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     started_at_ns: u64,
     processes: HashMap<ProcessKey, i64>,
-    cmdlines: CmdlineMemo,
     batch: Vec<Row>,
     /// Set while writes fail: when the failure started, rows dropped since.
     failing: Option<(Instant, u64)>,
@@ -45,7 +44,6 @@ impl Writer {
             shared,
             started_at_ns,
             processes: HashMap::new(),
-            cmdlines: CmdlineMemo::default(),
             batch,
             failing: None,
             last_error_log: None,
@@ -65,17 +63,14 @@ impl Writer {
                     if self.batch.is_empty() {
                         batch_deadline = Some(Instant::now() + self.opts.batch_interval);
                     }
-                    self.batch
-                        .push(make_row(*call, &self.opts, &mut self.cmdlines));
+                    self.batch.push(make_row(&call, &self.opts));
                     if self.batch.len() >= self.opts.batch_rows.max(1) {
                         self.commit();
                         batch_deadline = None;
                     }
                 }
-                Ok(Msg::Reconfigure(redactor, body_limit)) => {
-                    self.opts.redactor = redactor;
+                Ok(Msg::Reconfigure(body_limit)) => {
                     self.opts.body_limit = body_limit;
-                    self.cmdlines.clear();
                 }
                 Ok(Msg::Flush(ack)) => {
                     self.commit();
@@ -87,10 +82,7 @@ impl Writer {
                     // Take whatever raced in behind the shutdown, too.
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
-                            Msg::Call(call) => {
-                                self.batch
-                                    .push(make_row(*call, &self.opts, &mut self.cmdlines))
-                            }
+                            Msg::Call(call) => self.batch.push(make_row(&call, &self.opts)),
                             Msg::Flush(ack) => {
                                 let _ = ack.send(());
                             }
@@ -203,13 +195,16 @@ impl Writer {
         let store = self.shared.counters.snapshot();
         let result = self.conn.execute(
             "INSERT INTO recorder_status (id, pid, started_at, updated_at, events, lost_events,
-                 lost_bytes, calls, queue_dropped, parse_errors, write_dropped)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 lost_bytes, calls, queue_dropped, parse_errors, write_dropped,
+                 truncated_bytes, gaps, gap_bytes)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at,
                  updated_at = excluded.updated_at, events = excluded.events,
                  lost_events = excluded.lost_events, lost_bytes = excluded.lost_bytes,
                  calls = excluded.calls, queue_dropped = excluded.queue_dropped,
-                 parse_errors = excluded.parse_errors, write_dropped = excluded.write_dropped",
+                 parse_errors = excluded.parse_errors, write_dropped = excluded.write_dropped,
+                 truncated_bytes = excluded.truncated_bytes, gaps = excluded.gaps,
+                 gap_bytes = excluded.gap_bytes",
             params![
                 std::process::id(),
                 to_i64(self.started_at_ns),
@@ -218,9 +213,12 @@ impl Writer {
                 to_i64(c.lost_events),
                 to_i64(c.lost_bytes),
                 to_i64(c.calls),
-                to_i64(c.queue_dropped.saturating_add(store.queue_dropped)),
+                to_i64(c.queue_dropped),
                 to_i64(c.parse_errors),
                 to_i64(store.write_dropped),
+                to_i64(c.truncated_bytes),
+                to_i64(c.gaps),
+                to_i64(c.gap_bytes),
             ],
         );
         if let Err(e) = result {

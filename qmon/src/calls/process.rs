@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::sync::Arc;
 
-use crate::calls::ProcessInfo;
+use super::ProcessInfo;
 
 /// Bounded cache of process metadata by pid. Entries are shared with the
 /// calls that name them: a process makes many calls, and copying its argv
