@@ -8,7 +8,7 @@
 //! [`Limits::latency_sample`] latencies (for the percentiles).
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -337,7 +337,9 @@ impl GroupKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub key: GroupKey,
-    /// `comm[pid]`, or `N procs` when the row spans several.
+    /// `comm[pid]`; for several processes, their names with how many of
+    /// each: `curl ×20`, `curl, python3`, `curl, python3 +3` (see
+    /// [`process_label`]).
     pub process: String,
     /// `host:port`, or `N hosts`.
     pub host: String,
@@ -547,7 +549,8 @@ struct Acc {
     /// Latest first, bounded.
     latencies: Vec<u64>,
     recent: Vec<Arc<CallSample>>,
-    procs: Vec<(u32, String)>,
+    /// Every process of the row, by name. Bounded by the model's ring.
+    procs: HashMap<String, HashSet<u32>>,
     hosts: Vec<String>,
     protos: Vec<&'static str>,
 }
@@ -582,7 +585,14 @@ impl Acc {
             self.recent.push(c.clone());
         }
         let mut overflow = false;
-        add_distinct(&mut self.procs, (c.pid, c.comm.clone()), &mut overflow);
+        match self.procs.get_mut(&c.comm) {
+            Some(pids) => {
+                pids.insert(c.pid);
+            }
+            None => {
+                self.procs.insert(c.comm.clone(), HashSet::from([c.pid]));
+            }
+        }
         add_distinct(&mut self.hosts, c.host_label(), &mut overflow);
         add_distinct(&mut self.protos, c.proto_label(), &mut overflow);
     }
@@ -591,10 +601,7 @@ impl Acc {
         self.latencies.sort_unstable();
         // Insert order is completion order; show by start time.
         self.recent.sort_by_key(|c| std::cmp::Reverse(c.started_ns));
-        let process = match self.procs.as_slice() {
-            [(pid, comm)] => format!("{comm}[{pid}]"),
-            many => format!("{} procs", many.len()),
-        };
+        let process = process_label(&self.procs);
         let host = match self.hosts.as_slice() {
             [h] => h.clone(),
             many => format!("{} hosts", many.len()),
@@ -620,6 +627,41 @@ impl Acc {
             bytes_in: self.bytes_in,
             recent: self.recent,
             key,
+        }
+    }
+}
+
+/// Names shown before the rest are counted as `+N`.
+const NAMES_SHOWN: usize = 2;
+
+/// The process column of a row: `comm[pid]` for one process; else the
+/// names, busiest (most pids) first, each with `×N` when it covers several
+/// pids, and how many more names: `curl ×20`, `curl ×20, python3`,
+/// `curl, python3 +3`.
+pub fn process_label(procs: &HashMap<String, HashSet<u32>>) -> String {
+    let mut names: Vec<(&String, usize)> = procs.iter().map(|(n, p)| (n, p.len())).collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    match names.as_slice() {
+        [] => String::new(),
+        [(name, 1)] => {
+            let pid = procs[*name].iter().next().copied().unwrap_or_default();
+            format!("{name}[{pid}]")
+        }
+        [(name, n)] => format!("{name} \u{d7}{n}"),
+        many => {
+            let shown: Vec<String> = many
+                .iter()
+                .take(NAMES_SHOWN)
+                .map(|(name, n)| match n {
+                    1 => name.to_string(),
+                    n => format!("{name} \u{d7}{n}"),
+                })
+                .collect();
+            let mut label = shown.join(", ");
+            if many.len() > NAMES_SHOWN {
+                label.push_str(&format!(" +{}", many.len() - NAMES_SHOWN));
+            }
+            label
         }
     }
 }

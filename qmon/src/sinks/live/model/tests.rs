@@ -181,7 +181,7 @@ fn grouping_builds_one_row_per_key() {
     let r = rows(Grouping::Host);
     assert_eq!(r.len(), 2);
     assert_eq!((r[0].host.as_str(), r[0].requests), ("api.example:443", 4));
-    assert_eq!(r[0].process, "2 procs");
+    assert_eq!(r[0].process, "curl, python3");
     assert_eq!(r[0].proto, "h1s");
 
     let r = rows(Grouping::HostRoute);
@@ -319,4 +319,36 @@ fn formatting() {
     assert_eq!(Column::nth(9), Some(Column::P99));
     assert_eq!(Column::nth(0), None);
     assert_eq!(Window::parse("15m"), Some(Window::M15));
+}
+
+/// Grouped by host, the process column used to say "8 procs" for 20
+/// processes (the label list was capped at 8 and the cap shown as the
+/// total), and hid the name when all shared one.
+#[test]
+fn process_column_names_every_process_truthfully() {
+    let label = |procs: &[(&str, u32)]| {
+        let mut m: HashMap<String, HashSet<u32>> = HashMap::new();
+        for (name, pid) in procs {
+            m.entry(name.to_string()).or_default().insert(*pid);
+        }
+        process_label(&m)
+    };
+    let curls: Vec<(&str, u32)> = (1..=20).map(|p| ("curl", p)).collect();
+    assert_eq!(label(&curls), "curl \u{d7}20");
+    assert_eq!(label(&[("curl", 7)]), "curl[7]");
+    assert_eq!(label(&[("curl", 7), ("curl", 7)]), "curl[7]");
+    let mut mixed = curls.clone();
+    mixed.extend([("python3", 100), ("wget", 101), ("git", 102), ("apt", 103)]);
+    assert_eq!(label(&mixed), "curl \u{d7}20, apt +3");
+    assert_eq!(label(&[("python3", 1), ("curl", 2)]), "curl, python3");
+
+    // Through the model: 20 short-lived curls and a python3 on one host.
+    let mut calls: Vec<CallSample> = (1..=20)
+        .map(|pid| sample(pid, "curl", "api.example", "/a", 200, 1, 1))
+        .collect();
+    calls.push(sample(500, "python3", "api.example", "/a", 200, 1, 1));
+    let m = model_with(calls);
+    let rows = m.view(&spec(Grouping::Host, Window::M1), NOW, None).rows;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].process, "curl \u{d7}20, python3");
 }
