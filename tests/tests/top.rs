@@ -229,8 +229,11 @@ fn live_view_in_tmux_rows_sort_filter_drill_down_and_quit() -> Result<()> {
 
     // q quits and gives the terminal back.
     tmux.keys(&["q"]);
+    // A fresh, empty prompt: the line that started qmon also begins with
+    // the prompt, and matching it let the next command be typed while qmon
+    // was still detaching its probes.
     let (ok, s) = tmux.wait(Duration::from_secs(20), |s| {
-        !s.contains("sort REQS") && s.lines().any(|l| l.starts_with("TOPSHELL$"))
+        !s.contains("sort REQS") && s.lines().any(|l| l.trim_end() == "TOPSHELL$")
     });
     assert!(ok, "q should restore the shell; pane:\n{s}");
     assert!(!tmux.alternate_on(), "alternate screen still on");
