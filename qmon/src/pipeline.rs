@@ -4,19 +4,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use qmon_vocab::now_ns;
 
 use crate::calls::Call;
 use crate::capture::{BufPool, CaptureEvent};
 use crate::connections::ConnTable;
-
-/// Unix time now, in nanoseconds.
-pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
 
 /// Run until `stop` is set or the capture side hangs up. `on_calls` gets
 /// every batch of finished calls; `tick` runs about once a second. Events

@@ -6,15 +6,7 @@
 //! what is known with an error state rather than guess.
 
 use crate::calls::Exchange;
-
-/// Which way bytes flowed, seen from the client (the traced process).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Client → server: requests.
-    Egress,
-    /// Server → client: responses.
-    Ingress,
-}
+pub use qmon_vocab::Direction;
 
 /// What a parser asks of the connection layer after consuming data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
