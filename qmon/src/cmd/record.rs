@@ -13,9 +13,9 @@ use qmon::capture::{self, Capture, CaptureStats};
 use qmon::config::{self, FileConfig};
 use qmon::connections::ConnTable;
 use qmon::pipeline;
-use qmon::protocols::ParserLimits;
 use qmon::sinks::metrics::{Exporter, MetricsOptions};
 use qmon::sinks::store::{StatusCounters, Store, StoreHandle};
+use qmon_protocols::ParserLimits;
 
 use crate::cli::{MetricsArgs, RecordArgs};
 

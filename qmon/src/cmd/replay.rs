@@ -9,8 +9,8 @@ use anyhow::Context;
 use qmon::calls::Call;
 use qmon::capture::{replay, CaptureEvent};
 use qmon::connections::ConnTable;
-use qmon::protocols::ParserLimits;
 use qmon::sinks::store::{Store, StoreOptions};
+use qmon_protocols::ParserLimits;
 
 use crate::cli::ReplayArgs;
 

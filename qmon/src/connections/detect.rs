@@ -1,6 +1,6 @@
 //! Which protocol a connection speaks, from its first bytes.
 
-use crate::protocols::{http1, http2};
+use qmon_protocols::{http1, http2};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detected {

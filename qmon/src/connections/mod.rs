@@ -14,10 +14,10 @@ use crate::calls::{route::route, scope::Scope, Call, ConnInfo, Exchange};
 use crate::capture::events::Origin;
 use crate::capture::procinfo::ProcTable;
 use crate::capture::{CaptureEvent, ConnControl, Mute, Role, Source};
-use crate::protocols::http1::Http1Parser;
-use crate::protocols::http2::Http2Parser;
-use crate::protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
 pub use detect::Detected;
+use qmon_protocols::http1::Http1Parser;
+use qmon_protocols::http2::Http2Parser;
+use qmon_protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
 
 /// Bytes held per direction while deciding the protocol. Deciding needs
 /// at most the 24-byte HTTP/2 preface, but everything held is replayed into

@@ -22,8 +22,8 @@ use crate::calls::redact::Redactor;
 use crate::capture::{BufPool, Capture, CaptureError, CaptureEvent, CaptureOptions};
 use crate::connections::ConnTable;
 use crate::pipeline;
-use crate::protocols::ParserLimits;
 use crate::sinks::store::{read_recorder_status, RecorderStatus, StoreError};
+use qmon_protocols::ParserLimits;
 
 use super::model::CallSample;
 

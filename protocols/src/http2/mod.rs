@@ -30,9 +30,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use super::hpack::{HpackDecoder, ListLimits};
-use super::{Direction, Parser, ParserLimits, Progress};
-use crate::calls::{CallError, Exchange, GrpcInfo, Headers, Protocol};
+use crate::hpack::{HpackDecoder, ListLimits};
+use crate::{
+    CallError, Direction, Exchange, GrpcInfo, Headers, Parser, ParserLimits, Progress, Protocol,
+};
 
 /// The client connection preface.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -1478,9 +1479,9 @@ impl Http2Parser {
         }
         if grpc {
             let (service, method) = ex.path.as_deref().map_or((None, None), grpc_service_method);
-            let status_src = crate::calls::header(&ex.resp_trailers, "grpc-status")
+            let status_src = crate::header(&ex.resp_trailers, "grpc-status")
                 .or_else(|| ex.resp_header("grpc-status"));
-            let msg_src = crate::calls::header(&ex.resp_trailers, "grpc-message")
+            let msg_src = crate::header(&ex.resp_trailers, "grpc-message")
                 .or_else(|| ex.resp_header("grpc-message"));
             ex.grpc = Some(GrpcInfo {
                 service,
@@ -1539,5 +1540,4 @@ impl Parser for Http2Parser {
 }
 
 #[cfg(test)]
-#[path = "http2_tests.rs"]
 mod tests;
