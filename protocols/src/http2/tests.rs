@@ -1,6 +1,7 @@
 //! Tests for the HTTP/2 parser: captured fixtures, synthetic traffic and
 //! hostile input.
 
+use super::sync::HUNT_BUF_MAX;
 use super::*;
 use crate::fixture::{self, Segment};
 
