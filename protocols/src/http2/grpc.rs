@@ -2,6 +2,8 @@
 //! frames, and the facts a finished gRPC stream carries (service and method
 //! from the path, status and the percent-encoded message from trailers).
 
+use percent_encoding::percent_decode_str;
+
 use crate::{header, Exchange, GrpcInfo};
 
 /// gRPC message sizes kept per direction per call.
@@ -62,26 +64,10 @@ fn grpc_service_method(path: &str) -> (Option<String>, Option<String>) {
 }
 
 /// gRPC's `grpc-message` is percent-encoded UTF-8.
+/// A `%` not followed by two hex digits is kept as it is; bytes that are not
+/// UTF-8 become U+FFFD.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(v) = hex {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The gRPC facts of a finished stream: service and method from the path,
