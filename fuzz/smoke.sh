@@ -20,7 +20,7 @@ for t in $(cargo "${TC[@]}" fuzz list); do
   mkdir -p "corpus/$t"
   echo "== fuzz $t for ${SECS}s"
   # -s none: the targets are safe Rust; AddressSanitizer would only slow the
-  # build (it instruments bundled SQLite too) without finding more.
+  # build without finding more.
   if ! cargo "${TC[@]}" fuzz run -s none "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048; then
     echo "fuzz target $t FAILED (see fuzz/artifacts/$t)" >&2
     status=1

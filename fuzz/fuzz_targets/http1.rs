@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmon::protocols::http1::Http1Parser;
-use qmon::protocols::{Direction, Parser, ParserLimits, Progress};
+use qmon_protocols::http1::Http1Parser;
+use qmon_protocols::{Direction, Parser, ParserLimits, Progress};
 
 fuzz_target!(|data: &[u8]| {
     let limits = ParserLimits {

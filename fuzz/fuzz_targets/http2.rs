@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmon::protocols::http2::{Http2Parser, PREFACE};
-use qmon::protocols::{Direction, Parser, ParserLimits};
+use qmon_protocols::http2::{Http2Parser, PREFACE};
+use qmon_protocols::{Direction, Parser, ParserLimits};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, mut rest)) = data.split_first() else {

@@ -4,9 +4,11 @@
 //! importing nothing from a later one:
 //!
 //! `capture` (BPF, ring buffer: `CaptureEvent`s) → `connections` (ordered
-//! per-direction byte streams and their parsers: `Effect`s) → `protocols`
-//! (HTTP/1, HTTP/2, gRPC: `Exchange`s) → `calls` (the `Call` record: process,
-//! route, redaction, scope) → `sinks` (SQLite store, metrics, live view).
+//! per-direction byte streams and their parsers: `Effect`s) → the parsers of
+//! the `qmon-protocols` crate (HTTP/1, HTTP/2, gRPC: `Exchange`s) → `calls`
+//! (the `Call` record: process, route, redaction, scope) → `sinks` (SQLite
+//! store, metrics, live view). `qmon-vocab` holds what capture and the
+//! parsers both speak: `Direction` and `now_ns()`.
 //!
 //! `pipeline` runs the stages for `qmon record`, `qmon top` and `qmon
 //! replay`, and owns scope, redaction and every counter; `cmd` (in the
@@ -17,6 +19,5 @@ pub mod capture;
 pub mod config;
 pub mod connections;
 pub mod pipeline;
-pub mod protocols;
 pub mod query;
 pub mod sinks;

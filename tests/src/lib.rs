@@ -187,9 +187,6 @@ pub fn copy_libssl_with_pause(dir: &Path, pause: Duration) -> Result<PathBuf> {
 /// Short unique tag for request paths and bodies, so a test can tell its own
 /// traffic from anything else on the machine.
 pub fn unique_tag(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = qmon_vocab::now_ns();
     format!("{prefix}{}x{}", std::process::id(), nanos % 1_000_000_000)
 }

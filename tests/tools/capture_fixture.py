@@ -3,7 +3,7 @@
 
 A single-threaded relay sits between a client and a server on 127.0.0.1 and
 logs every segment it forwards, in the order it forwarded them, in the
-fixture format of qmon/src/protocols/fixture.rs (`> N` egress, `< N`
+fixture format of protocols/src/fixture.rs (`> N` egress, `< N`
 ingress, `. close`). It relays exactly one connection, then exits.
 
 Usage:
@@ -11,7 +11,7 @@ Usage:
   tests/tools/capture_fixture.py serve --port 18081 &
   # 2. the relay, writing one fixture for the next connection
   tests/tools/capture_fixture.py relay --listen 18080 --upstream 18081 \\
-      --out qmon/tests/fixtures/http1/keepalive.txt --comment "curl keep-alive" &
+      --out protocols/tests/fixtures/http1/keepalive.txt --comment "curl keep-alive" &
   # 3. any client through the relay
   curl -s http://127.0.0.1:18080/hello http://127.0.0.1:18080/hello
   # pipelining (curl no longer pipelines): send raw requests in one write

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerate qmon/tests/fixtures/http1/*.txt by capturing real curl / socket
+# Regenerate protocols/tests/fixtures/http1/*.txt by capturing real curl / socket
 # traffic to the scenario server through the logging relay, on 127.0.0.1.
 # Usage: tests/tools/make_http1_fixtures.sh   (from the repo root)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOOL=tests/tools/capture_fixture.py
-OUT=qmon/tests/fixtures/http1
+OUT=protocols/tests/fixtures/http1
 SRV=18181
 RLY=18180
 mkdir -p "$OUT"

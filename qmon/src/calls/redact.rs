@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use percent_encoding::percent_decode_str;
+
 use super::{Call, Exchange, Headers, ProcessInfo};
 
 /// Headers always redacted, whatever their value looks like.
@@ -432,33 +434,16 @@ fn redact_userinfo_in_url(url: &str) -> String {
     )
 }
 
-/// Decode `%XX` in a query parameter name (`api%5Fkey`), lossily.
+/// Decode `%XX` in a query parameter name (`api%5Fkey`) and `+` as a space
+/// (form encoding), lossily.
 fn percent_decode_name(name: &str) -> String {
     if !name.contains('%') && !name.contains('+') {
         return name.to_string();
     }
-    let b = name.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // `+` first: a `%2B` must stay a plus.
+    percent_decode_str(&name.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -664,5 +649,14 @@ mod tests {
         assert_eq!(ex.resp_headers[0].1, "[REDACTED:15]");
         assert_eq!(ex.resp_trailers[0].1, "[REDACTED:2]");
         assert_eq!(ex.req_trailers[0].1, "0");
+    }
+
+    #[test]
+    fn query_names_are_percent_and_form_decoded() {
+        assert_eq!(percent_decode_name("api%5Fkey"), "api_key");
+        assert_eq!(percent_decode_name("a+b%2B"), "a b+");
+        assert_eq!(percent_decode_name("a%20b%zz%"), "a b%zz%");
+        // A sign is not a hex digit (the hand-written decoder read `%+B` as 0x0B).
+        assert_eq!(percent_decode_name("%+B"), "% B");
     }
 }

@@ -11,7 +11,7 @@ use qmon_bpf::types::{
 };
 
 use super::BufPool;
-use crate::protocols::Direction;
+use qmon_vocab::Direction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -609,10 +609,7 @@ fn attach_new(
     }
     let paused = pause::pause(origin.tid);
     if uprobes.attach(&lib).is_some() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let now = qmon_vocab::now_ns();
         tracing::debug!(
             pid,
             paused = paused.is_some(),

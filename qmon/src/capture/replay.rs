@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::events::{CaptureEvent, Origin, Role, Source};
-use crate::protocols::Direction;
+use qmon_vocab::Direction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use qmon::capture::kernel::{self, Features};
 use qmon::capture::tls_libs::{self, Inspection};
 use qmon::config::{self, FileConfig};
-use qmon::pipeline::now_ns;
 use qmon::sinks::store;
+use qmon_vocab::now_ns;
 
 use crate::cli::DoctorArgs;
 

@@ -19,8 +19,8 @@ use clap::ArgMatches;
 use qmon::calls::redact::Redactor;
 use qmon::config::FileConfig;
 use qmon::pipeline::Policy;
-use qmon::protocols::ParserLimits;
 use qmon::sinks::store::{limits, Retention, StoreOptions};
+use qmon_protocols::ParserLimits;
 
 use crate::cli::{AttachModeArg, CaptureArgs, RecordArgs, RedactArgs, StoreArgs, TopArgs};
 

@@ -10,8 +10,8 @@ use anyhow::Context;
 use qmon::capture::{replay, CaptureEvent};
 use qmon::connections::{ConnTable, Effect};
 use qmon::pipeline::{Pipeline, Policy};
-use qmon::protocols::ParserLimits;
 use qmon::sinks::store::{Store, StoreOptions, StoreSink};
+use qmon_protocols::ParserLimits;
 
 use crate::cli::ReplayArgs;
 

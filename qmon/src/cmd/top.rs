@@ -15,12 +15,12 @@ use crossterm::event::{self, Event};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute};
 use qmon::config::{self, FileConfig};
-use qmon::pipeline::now_ns;
-use qmon::protocols::ParserLimits;
 use qmon::sinks::live::app::{Action, App};
 use qmon::sinks::live::model::{Grouping, Limits, Model, ViewSpec};
 use qmon::sinks::live::source::{self, DbTail, Feed, Source};
 use qmon::sinks::live::{text, ui};
+use qmon_protocols::ParserLimits;
+use qmon_vocab::now_ns;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 

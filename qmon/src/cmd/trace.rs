@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use qmon::capture::{self, Capture, CaptureEvent, CaptureStats};
-use qmon::protocols::Direction;
+use qmon_vocab::Direction;
 use serde_json::json;
 
 use crate::cli::TraceArgs;

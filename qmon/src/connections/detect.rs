@@ -2,9 +2,7 @@
 //! held per direction until [`detect`] decides, then replayed into the
 //! chosen parser.
 
-use crate::protocols::{http1, http2, Direction};
-
-use super::reorder::idx;
+use qmon_protocols::{http1, http2, Direction};
 
 /// Bytes held per direction while deciding. Deciding needs at most the
 /// 24-byte HTTP/2 preface, but everything held is replayed into the parser,
@@ -199,7 +197,7 @@ impl Detector {
         mid: &mut bool,
         adopted: bool,
     ) -> Offer {
-        let d = idx(dir);
+        let d = dir.index();
         if gap {
             // Missed bytes before deciding: whatever comes next is
             // mid-stream.

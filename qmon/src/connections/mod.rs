@@ -18,13 +18,13 @@ use std::sync::Arc;
 use crate::calls::Exchange;
 use crate::capture::events::Origin;
 use crate::capture::{CaptureEvent, Mute, Role, Source};
-use crate::protocols::http1::Http1Parser;
-use crate::protocols::http2::Http2Parser;
-use crate::protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
 pub use detect::Detected;
 use detect::Detector;
 #[cfg(test)]
 use detect::DETECT_GIVE_UP;
+use qmon_protocols::http1::Http1Parser;
+use qmon_protocols::http2::Http2Parser;
+use qmon_protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
 use reorder::Positions;
 
 /// Counters for qmon's own health.

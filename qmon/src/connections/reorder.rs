@@ -2,7 +2,7 @@
 //! overlaps skipped and gaps measured, so the parser is told about missing
 //! bytes instead of reading past them.
 
-use crate::protocols::Direction;
+use qmon_protocols::Direction;
 
 /// Where each direction of one (connection, source) stream stands.
 #[derive(Debug, Default, Clone)]
@@ -22,18 +22,11 @@ pub(super) struct Placed {
     pub gap: u64,
 }
 
-pub(super) fn idx(d: Direction) -> usize {
-    match d {
-        Direction::Egress => 0,
-        Direction::Ingress => 1,
-    }
-}
-
 impl Positions {
     /// Place `len` bytes of `dir` found at `pos` (`None`: position unknown,
     /// taken as in order).
     pub fn place(&mut self, dir: Direction, pos: Option<u64>, len: usize) -> Placed {
-        let d = idx(dir);
+        let d = dir.index();
         let mut placed = Placed { skip: 0, gap: 0 };
         let Some(p) = pos else {
             return placed;

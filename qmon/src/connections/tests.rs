@@ -2,7 +2,7 @@ use super::*;
 use crate::calls::build::CallBuilder;
 use crate::calls::Call;
 use crate::capture::events::Origin;
-use crate::protocols::fixture::{self, Segment};
+use qmon_protocols::fixture::{self, Segment};
 
 const PID: u32 = u32::MAX - 7; // no such process: metadata falls back to comm
 
@@ -256,7 +256,7 @@ fn h2c_server_speaking_first_is_still_http2() {
     // old 64-byte hold, so dropping held bytes would break the replay.
     let mut more = frame(8, 0, 0, &[0, 0x3f, 0, 1]);
     more.extend(frame(6, 0, 0, &[7; 8]).repeat(4));
-    let mut egress = crate::protocols::http2::PREFACE.to_vec();
+    let mut egress = qmon_protocols::http2::PREFACE.to_vec();
     egress.extend(frame(4, 0, 0, &[]));
     // :method GET, :scheme http, :path /, :authority "a.test" (literal)
     egress.extend(frame(1, 5, 1, b"\x82\x86\x84\x41\x06a.test"));
@@ -338,8 +338,10 @@ fn to_events(segs: &[Segment]) -> Vec<CaptureEvent> {
 /// call (stream 1) and nothing is marked malformed.
 #[test]
 fn h2c_upgrade_survives_every_split_point() {
-    let segs = fixture::parse(include_bytes!("../../tests/fixtures/http2/upgrade_h2c.txt"))
-        .expect("fixture parses");
+    let segs = fixture::parse(include_bytes!(
+        "../../../protocols/tests/fixtures/http2/upgrade_h2c.txt"
+    ))
+    .expect("fixture parses");
     for (i, seg) in segs.iter().enumerate() {
         let Segment::Data(d, b) = seg else { continue };
         for at in 1..b.len() {
@@ -369,7 +371,7 @@ fn h2c_upgrade_survives_every_split_point() {
 #[test]
 fn client_reset_after_full_content_length_is_complete() {
     let segs = fixture::parse(include_bytes!(
-        "../../tests/fixtures/http2/upgrade_h2c_reset_after_body.txt"
+        "../../../protocols/tests/fixtures/http2/upgrade_h2c_reset_after_body.txt"
     ))
     .expect("fixture parses");
     let (t, calls) = run(to_events(&segs));

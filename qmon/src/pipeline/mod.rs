@@ -26,18 +26,11 @@ use crate::calls::scope::Scope;
 use crate::calls::{Call, CallError};
 use crate::capture::{BufPool, CaptureEvent, CaptureStats, ConnControl, Mute, Role};
 use crate::connections::{ConnStats, ConnTable, Effect};
-use crate::protocols::ParserLimits;
+use qmon_protocols::ParserLimits;
+use qmon_vocab::now_ns;
 
 pub use sink::Sink;
 pub use status::{CaptureCounters, Status};
-
-/// Unix time now, in nanoseconds.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
 
 /// What is recorded, and how it is cleaned: set at start, replaced on reload.
 #[derive(Debug, Clone, Default)]

@@ -4,8 +4,8 @@ use std::time::Duration;
 use super::*;
 use crate::capture::events::Origin;
 use crate::capture::Source;
-use crate::protocols::Direction;
 use crate::sinks::store::{read_recorder_status, Store, StoreOptions, StoreSink};
+use qmon_protocols::Direction;
 
 const PID: u32 = u32::MAX - 9; // no such process: metadata falls back to comm
 

@@ -5,7 +5,7 @@
 
 Every accepted connection is forwarded to 127.0.0.1:UPSTREAM_PORT and written
 to OUT_PREFIX-<n>.txt in the fixture format (see
-qmon/src/protocols/fixture.rs): one segment per recv(), in the order the
+protocols/src/fixture.rs): one segment per recv(), in the order the
 bytes crossed the relay, so stream interleaving is preserved. Single-threaded
 (selectors) so the order in the file is the order seen. Loopback only.
 """

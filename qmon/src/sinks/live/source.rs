@@ -22,9 +22,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::calls::Call;
 use crate::capture::{Capture, CaptureError, CaptureOptions};
-use crate::pipeline::{self, Pipeline, Policy, Sink, Status};
-use crate::protocols::ParserLimits;
+use crate::pipeline::{Pipeline, Policy, Sink, Status};
 use crate::sinks::store::{read_recorder_status, RecorderStatus, StoreError};
+use qmon_protocols::ParserLimits;
 
 use super::model::CallSample;
 
@@ -401,7 +401,7 @@ pub fn start_db_tail(
                             dropped: s.queue_dropped
                                 + s.write_dropped
                                 + sender.dropped.load(Ordering::Relaxed),
-                            recorder_live: Some(s.is_live(pipeline::now_ns())),
+                            recorder_live: Some(s.is_live(qmon_vocab::now_ns())),
                         },
                         Ok(None) => SourceStatus {
                             recorder_live: Some(false),
@@ -456,7 +456,7 @@ mod tests {
         ex.method = Some("GET".into());
         ex.path = Some(path.into());
         ex.status = Some(status);
-        let t = pipeline::now_ns();
+        let t = qmon_vocab::now_ns();
         ex.timing = Timing {
             req_first_ns: t,
             req_last_ns: t,
@@ -525,6 +525,6 @@ mod tests {
 
     #[test]
     fn no_database_means_no_recorder() {
-        assert!(live_recorder(Path::new("/nonexistent/q.db"), pipeline::now_ns()).is_none());
+        assert!(live_recorder(Path::new("/nonexistent/q.db"), qmon_vocab::now_ns()).is_none());
     }
 }

@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use qmon_vocab::now_ns;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::calls::Call;
@@ -421,12 +422,6 @@ pub fn read_recorder_status(db: &Path) -> Result<Option<RecorderStatus>, StoreEr
         )
         .optional()?;
     Ok(status)
-}
-
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 pub(crate) fn to_i64(v: u64) -> i64 {

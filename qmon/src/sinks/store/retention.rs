@@ -6,10 +6,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qmon_vocab::now_ns;
 use rusqlite::{params, Connection};
 use tracing::{debug, warn};
 
-use super::{now_ns, to_i64, Retention, Shared};
+use super::{to_i64, Retention, Shared};
 
 /// Pause between delete batches, so the writer gets the lock in between.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);

@@ -6,11 +6,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use qmon_vocab::now_ns;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use tracing::{error, info};
 
 use super::row::{make_row, ProcessKey, Row, INSERT_SQL};
-use super::{now_ns, to_i64, Msg, Shared, StoreOptions};
+use super::{to_i64, Msg, Shared, StoreOptions};
 
 /// At most one error log line per this interval; the rest are counted.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);

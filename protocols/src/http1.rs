@@ -15,8 +15,10 @@
 
 use std::collections::VecDeque;
 
-use super::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
-use crate::calls::{header, Body, CallError, Exchange, Headers, Protocol};
+use crate::{
+    header, Body, CallError, Direction, Exchange, Headers, Parser, ParserLimits, Progress,
+    Protocol, UpgradeTo,
+};
 
 /// Methods recognised by [`looks_like_request`].
 const METHODS: &[&[u8]] = &[

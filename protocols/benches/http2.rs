@@ -2,13 +2,13 @@
 //! fixture (6 concurrent streams, real Huffman/dynamic-table HPACK) through a
 //! fresh parser per connection and prints exchanges per second.
 //!
-//! `cargo bench -p qmon --features fixtures --bench http2`
+//! `cargo bench -p qmon-protocols --bench http2`
 
 use std::time::{Duration, Instant};
 
-use qmon::protocols::fixture;
-use qmon::protocols::http2::Http2Parser;
-use qmon::protocols::ParserLimits;
+use qmon_protocols::fixture;
+use qmon_protocols::http2::Http2Parser;
+use qmon_protocols::ParserLimits;
 
 fn main() {
     let fixtures: [(&str, &[u8]); 2] = [

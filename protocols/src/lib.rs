@@ -1,20 +1,23 @@
-//! Protocol parsers: turn the two ordered byte streams of one connection into
-//! [`Exchange`]s. Parsers never see kernel events, only bytes, gaps and close.
+//! qmon's protocol parsers: turn the two ordered byte streams of one
+//! connection into [`Exchange`]s. Parsers never see kernel events, only
+//! bytes, gaps and close, so this crate depends on nothing of the daemon
+//! (no libbpf, no SQLite): fuzz targets and benches build it alone.
 //!
 //! Every parser must hold these promises, because its input is arbitrary
 //! traffic: never panic, keep memory bounded by [`ParserLimits`], and record
 //! what is known with an error state rather than guess.
+//!
+//! [`fixture`] replays captured byte streams (`tests/fixtures/`) through a
+//! parser, for tests, benches and fuzzing.
 
-use crate::calls::Exchange;
+mod exchange;
+pub mod fixture;
+mod hpack;
+pub mod http1;
+pub mod http2;
 
-/// Which way bytes flowed, seen from the client (the traced process).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Client → server: requests.
-    Egress,
-    /// Server → client: responses.
-    Ingress,
-}
+pub use exchange::{header, Body, CallError, Exchange, GrpcInfo, Headers, Protocol, Timing};
+pub use qmon_vocab::Direction;
 
 /// What a parser asks of the connection layer after consuming data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +77,7 @@ pub trait Parser: Send {
 
     /// `len` bytes of `dir` were lost (ring buffer full, or cut by the capture
     /// limit). The parser must resynchronise; exchanges that spanned the gap
-    /// are emitted with [`crate::calls::CallError::DataLost`].
+    /// are emitted with [`CallError::DataLost`].
     fn gap(&mut self, dir: Direction, len: u64, ts_ns: u64, out: &mut Vec<Exchange>);
 
     /// The connection closed. Close-delimited bodies end here; anything
@@ -87,9 +90,3 @@ pub trait Parser: Send {
         None
     }
 }
-
-#[cfg(any(test, feature = "fixtures"))]
-pub mod fixture;
-mod hpack;
-pub mod http1;
-pub mod http2;

@@ -2,14 +2,14 @@
 //! GETs with 1 KiB response bodies) in a loop on one core and prints
 //! exchanges per second.
 //!
-//! Run: `cargo bench -p qmon --features fixtures --bench http1`
+//! Run: `cargo bench -p qmon-protocols --bench http1`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use qmon::protocols::fixture::{self, Segment};
-use qmon::protocols::http1::Http1Parser;
-use qmon::protocols::{Parser, ParserLimits};
+use qmon_protocols::fixture::{self, Segment};
+use qmon_protocols::http1::Http1Parser;
+use qmon_protocols::{Parser, ParserLimits};
 
 const CAPTURE: &[u8] = include_bytes!("../tests/fixtures/http1/keepalive_1k.txt");
 

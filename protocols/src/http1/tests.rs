@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocols::fixture::{self, Segment};
+use crate::fixture::{self, Segment};
 
 macro_rules! fixture {
     ($name:literal) => {

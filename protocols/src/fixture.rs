@@ -1,7 +1,7 @@
 //! Captured byte streams kept as test fixtures, and a driver that replays
 //! them through a [`Parser`].
 //!
-//! Format (one file per capture, under `qmon/tests/fixtures/<protocol>/`):
+//! Format (one file per capture, under `protocols/tests/fixtures/<protocol>/`):
 //! a sequence of segments, each a header line then raw bytes then `\n`:
 //!
 //! ```text
@@ -16,8 +16,7 @@
 //! Segments appear in the order the bytes crossed the wire, so interleaving
 //! (pipelining, concurrent streams) is preserved.
 
-use super::{Direction, Parser, Progress};
-use crate::calls::Exchange;
+use crate::{Direction, Exchange, Parser, Progress};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {

@@ -1,8 +1,9 @@
 //! Tests for the HTTP/2 parser: captured fixtures, synthetic traffic and
 //! hostile input.
 
+use super::sync::HUNT_BUF_MAX;
 use super::*;
-use crate::protocols::fixture::{self, Segment};
+use crate::fixture::{self, Segment};
 
 const GET: &[u8] = include_bytes!("../../tests/fixtures/http2/get.txt");
 const POST: &[u8] = include_bytes!("../../tests/fixtures/http2/post.txt");
@@ -233,7 +234,7 @@ fn grpc_unary_ok() {
     assert_eq!(g.status, Some(0));
     assert_eq!(g.req_messages, vec![4]);
     assert_eq!(g.resp_messages, vec![11]);
-    assert!(crate::calls::header(&e.resp_trailers, "grpc-status").is_some());
+    assert!(crate::header(&e.resp_trailers, "grpc-status").is_some());
     assert_eq!(e.error, None);
     assert_timing(e);
 }
@@ -277,7 +278,7 @@ fn grpc_stream_failure_with_trailers() {
     assert_eq!(g.message.as_deref(), Some("backend went away"));
     assert_eq!(g.resp_messages, vec![5]);
     assert_eq!(
-        crate::calls::header(&ex[0].resp_trailers, "grpc-status"),
+        crate::header(&ex[0].resp_trailers, "grpc-status"),
         Some("14")
     );
 }
