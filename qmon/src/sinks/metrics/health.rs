@@ -171,6 +171,12 @@ impl Collector for HealthCollector {
                 "Payload bytes not copied because a call exceeded --max-chunks",
                 c.truncated_bytes,
             )?;
+            counter(
+                e,
+                "qmon_muted_calls",
+                "Data calls skipped in the kernel because their connection is muted (not HTTP, server side, out of scope)",
+                c.muted_calls,
+            )?;
             gauge(
                 e,
                 "qmon_ring_buffer_size_bytes",
