@@ -14,3 +14,4 @@ pub mod pipeline;
 pub mod protocols;
 pub mod query;
 pub mod sinks;
+pub mod units;
