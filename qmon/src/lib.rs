@@ -14,4 +14,5 @@ pub mod pipeline;
 pub mod protocols;
 pub mod query;
 pub mod sinks;
+pub mod table;
 pub mod units;
