@@ -259,7 +259,8 @@ pub struct TopArgs {
     #[arg(long, value_enum, default_value_t = GroupArg::Host)]
     pub group: GroupArg,
 
-    /// Time window: 10s, 1m, 5m, 15m, all.
+    /// Time window: 10s, 1m, 5m, 15m (or the same times spelled another
+    /// way, e.g. 60s), all.
     #[arg(long, default_value = "1m", value_name = "WINDOW", value_parser = parse_window)]
     pub window: qmon::sinks::live::model::Window,
 
@@ -272,23 +273,10 @@ pub struct TopArgs {
     pub log_file: Option<PathBuf>,
 }
 
-/// `250ms`, `1s`, `2m`.
+/// `250ms`, `1s`, `2m`: any time `qmon::units::parse_duration` reads.
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let err = || format!("{s:?}: expected a time like 500ms, 1s or 2m");
-    let (num, mul_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        return Err(err());
-    };
-    let n: u64 = num.trim().parse().map_err(|_| err())?;
-    match n.checked_mul(mul_ms) {
-        Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
-        _ => Err(err()),
-    }
+    qmon::units::parse_duration(s)
+        .map_err(|_| format!("{s:?}: expected a time like 500ms, 1s or 2m"))
 }
 
 fn parse_column(s: &str) -> Result<qmon::sinks::live::model::Column, String> {
@@ -300,4 +288,54 @@ fn parse_column(s: &str) -> Result<qmon::sinks::live::model::Column, String> {
 fn parse_window(s: &str) -> Result<qmon::sinks::live::model::Window, String> {
     qmon::sinks::live::model::Window::parse(s)
         .ok_or_else(|| format!("{s:?}: one of 10s, 1m, 5m, 15m, all"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn top(args: &[&str]) -> Result<TopArgs, clap::Error> {
+        let argv = ["qmon", "top"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Top(t) => Ok(t),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn top_times_read_the_one_duration_grammar() {
+        let t = top(&[
+            "--interval",
+            "250ms",
+            "--duration",
+            "2 min",
+            "--window",
+            "60s",
+        ])
+        .unwrap();
+        assert_eq!(t.interval, Duration::from_millis(250));
+        assert_eq!(t.duration, Some(Duration::from_secs(120)));
+        assert_eq!(t.window, qmon::sinks::live::model::Window::M1);
+        let t = top(&["--interval", "1h"]).unwrap();
+        assert_eq!(t.interval, Duration::from_secs(3600));
+        assert_eq!(top(&[]).unwrap().interval, Duration::from_secs(1));
+        for (flag, bad, want) in [
+            (
+                "--interval",
+                "0s",
+                "\"0s\": expected a time like 500ms, 1s or 2m",
+            ),
+            (
+                "--duration",
+                "1.5s",
+                "\"1.5s\": expected a time like 500ms, 1s or 2m",
+            ),
+            ("--window", "2m", "\"2m\": one of 10s, 1m, 5m, 15m, all"),
+        ] {
+            let e = top(&[flag, bad]).unwrap_err().to_string();
+            assert!(e.contains(want), "{flag} {bad}: {e}");
+        }
+    }
 }

@@ -21,3 +21,5 @@ pub mod connections;
 pub mod pipeline;
 pub mod query;
 pub mod sinks;
+pub mod table;
+pub mod units;

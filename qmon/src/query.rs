@@ -12,6 +12,8 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use crate::table;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns for terminals.
@@ -168,39 +170,24 @@ fn table_cell(v: ValueRef<'_>) -> Cell {
     }
 }
 
+/// Column names left-aligned over a rule; numbers right-aligned.
 fn write_table(out: &mut dyn Write, columns: &[String], rows: &[Vec<Cell>]) -> io::Result<()> {
-    let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = columns.iter().map(|c| width(c)).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(width(&cell.text));
-        }
-    }
-    let mut line = String::new();
-    for (i, (c, w)) in columns.iter().zip(&widths).enumerate() {
-        if i > 0 {
-            line.push_str("  ");
-        }
-        line.push_str(&format!("{c:<w$}"));
-    }
-    writeln!(out, "{}", line.trim_end())?;
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    writeln!(out, "{}", rule.join("  "))?;
-    for row in rows {
-        line.clear();
-        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if cell.numeric {
-                line.push_str(&format!("{:>w$}", cell.text));
-            } else {
-                line.push_str(&format!("{:<w$}", cell.text));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
+    let header: Vec<table::Cell> = columns.iter().map(table::Cell::left).collect();
+    let rows: Vec<Vec<table::Cell>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| {
+                    if c.numeric {
+                        table::Cell::right(&c.text)
+                    } else {
+                        table::Cell::left(&c.text)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    out.write_all(table::render(&header, true, &rows).as_bytes())
 }
 
 /// Hex for binary blobs in CSV/JSON: `\x` + lowercase hex (as PostgreSQL).
@@ -298,6 +285,30 @@ id  name                score  data
  3  multi\\nline            -2  NULL
 ";
         assert_eq!(s, want);
+    }
+
+    #[test]
+    fn table_aligns_wide_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE h (host TEXT, calls INTEGER);
+                 INSERT INTO h VALUES ('東京.example', 7), ('🦀.rs', 12), ('plain.com', 100);",
+            )
+            .unwrap();
+        let (_, s) = run_str(&path, Format::Table, "SELECT host, calls FROM h");
+        assert_eq!(
+            s,
+            "\
+host          calls
+------------  -----
+東京.example      7
+🦀.rs            12
+plain.com       100
+"
+        );
     }
 
     #[test]

@@ -1,133 +1,34 @@
 //! `qmon trace` JSON Lines: parsing and per-stream reassembly by `pos`.
+//!
+//! The record types are qmon's own ([`qmon::capture::trace_format`]), so
+//! the harness reads exactly the format `qmon trace` writes.
 
 use anyhow::{anyhow, Result};
-use base64::Engine;
-use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConnEvent {
-    pub pid: u32,
-    #[serde(default)]
-    pub tid: Option<u32>,
-    pub fd: i64,
-    pub conn_id: u64,
-    pub role: String,
-    #[serde(default)]
-    pub remote: Option<String>,
-    #[serde(default)]
-    pub comm: Option<String>,
-    pub ts: u64,
+pub use qmon::capture::trace_format::{
+    AttachRecord as AttachEvent, CloseRecord as CloseEvent, ConnRecord as ConnEvent,
+    DataRecord as DataEvent, StatsRecord as StatsEvent, TraceDir as Dir, TraceRecord as Event,
+    TraceSource as Source,
+};
+
+/// The payload of a data event, as the harness has always handed it out.
+pub trait Payload {
+    fn data(&self) -> Vec<u8>;
 }
 
-impl ConnEvent {
-    /// Port part of `remote` (`1.2.3.4:80` or `[::1]:80`).
-    pub fn remote_port(&self) -> Option<u16> {
-        self.remote
-            .as_deref()?
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
+impl Payload for DataEvent {
+    fn data(&self) -> Vec<u8> {
+        self.bytes.clone()
     }
-
-    /// IP part of `remote`, brackets stripped.
-    pub fn remote_ip(&self) -> Option<std::net::IpAddr> {
-        let (ip, _) = self.remote.as_deref()?.rsplit_once(':')?;
-        ip.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Syscall,
-    Openssl,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dir {
-    Egress,
-    Ingress,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DataEvent {
-    pub pid: u32,
-    #[serde(default)]
-    pub tid: Option<u32>,
-    pub fd: i64,
-    pub conn_id: u64,
-    pub source: Source,
-    pub dir: Dir,
-    pub pos: Option<u64>,
-    pub len: u64,
-    pub call_len: u64,
-    pub data_b64: String,
-    pub ts: u64,
-}
-
-impl DataEvent {
-    pub fn data(&self) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.data_b64)
-            .unwrap_or_else(|e| panic!("bad data_b64 in {self:?}: {e}"))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct CloseEvent {
-    pub pid: u32,
-    pub fd: i64,
-    pub conn_id: u64,
-    pub ts: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct AttachEvent {
-    pub path: String,
-    pub inode: u64,
-    #[serde(default)]
-    pub pid: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct StatsEvent {
-    pub events: u64,
-    pub lost_events: u64,
-    pub lost_bytes: u64,
-    pub truncated_bytes: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Event {
-    Conn(ConnEvent),
-    Data(DataEvent),
-    Close(CloseEvent),
-    Attach(AttachEvent),
-    Stats(StatsEvent),
-    #[serde(other)]
-    Other,
 }
 
 /// Parses JSON Lines; every non-empty line must be a JSON object with a
 /// known layout for its `type`.
 pub fn parse_lines<S: AsRef<str>>(lines: &[S]) -> Result<Vec<Event>> {
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, l) in lines.iter().enumerate() {
-        let l = l.as_ref().trim();
-        if l.is_empty() {
-            continue;
-        }
-        let ev: Event = serde_json::from_str(l)
-            .map_err(|e| anyhow!("stdout line {} is not a valid event ({e}): {l}", i + 1))?;
-        out.push(ev);
-    }
-    Ok(out)
+    qmon::capture::trace_format::parse_lines(lines.iter().map(|l| l.as_ref()))
+        .map_err(|e| anyhow!("stdout {e}: {}", lines[e.line - 1].as_ref()))
 }
 
 /// One direction of one connection from one source, put back in order.
@@ -264,7 +165,7 @@ impl Capture {
         for d in known {
             s.pids.insert(d.pid);
             let pos = d.pos.unwrap();
-            let bytes = d.data();
+            let bytes = &d.bytes;
             s.truncated += d.call_len.saturating_sub(d.len);
             let start = match next {
                 None => {
@@ -275,7 +176,7 @@ impl Capture {
             };
             if pos > start {
                 s.gaps.push((start, pos));
-                s.bytes.extend_from_slice(&bytes);
+                s.bytes.extend_from_slice(bytes);
                 next = Some(pos + bytes.len() as u64);
             } else {
                 // Overlap (or exact continuation): skip what we already have.
@@ -290,7 +191,7 @@ impl Capture {
             s.pids.insert(d.pid);
             s.unknown_pos += 1;
             s.truncated += d.call_len.saturating_sub(d.len);
-            s.bytes.extend_from_slice(&d.data());
+            s.bytes.extend_from_slice(&d.bytes);
         }
         s
     }
@@ -326,6 +227,9 @@ impl Capture {
                 Event::Conn(_) => "conn",
                 Event::Data(_) => "data",
                 Event::Close(_) => "close",
+                Event::Exec(_) => "exec",
+                Event::LibOpen(_) => "lib_open",
+                Event::Exit(_) => "exit",
                 Event::Attach(_) => "attach",
                 Event::Stats(_) => "stats",
                 Event::Other => "other",
@@ -339,6 +243,7 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn data(conn: u64, dir: &str, pos: Option<u64>, bytes: &[u8]) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);

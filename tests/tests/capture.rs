@@ -3,7 +3,7 @@
 //! process and connection, in order, without gaps and without ciphertext.
 
 use qmon_e2e::clients::{PY_URLLIB_GET, PY_URLLIB_GET_SHOW_LIBSSL};
-use qmon_e2e::events::{find, has_tls_record_header, ConnEvent};
+use qmon_e2e::events::{find, has_tls_record_header, ConnEvent, Payload};
 use qmon_e2e::{
     copy_libssl, curl, python, serial, unique_tag, Capture, ClientRun, Dir, Env, Qmon, QmonOutput,
     Source, TestServer,

@@ -13,6 +13,7 @@ pub mod pause;
 pub mod replay;
 mod retprobe;
 pub mod tls_libs;
+pub mod trace_format;
 
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;

@@ -2,113 +2,20 @@
 //! stream can be pushed through reassembly, parsing and the store with no
 //! kernel involved (`qmon replay`, the pipeline benchmark).
 //!
-//! The inverse of `event_json` in `cmd/trace.rs`. Lines that are not events
-//! (`attach`, `stats`) decode to `None`.
+//! The format is [`TraceRecord`]. Lines that are not events (`attach`,
+//! `stats`, unknown types) decode to `None`.
 
-use std::net::SocketAddr;
-
-use base64::Engine;
-use serde_json::Value;
-
-use super::events::{CaptureEvent, Origin, Role, Source};
-use qmon_vocab::Direction;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error("line {line}: not JSON: {err}")]
-    Json { line: usize, err: serde_json::Error },
-    #[error("line {line}: {what}")]
-    Field { line: usize, what: String },
-}
-
-fn u64_of(v: &Value, k: &str) -> u64 {
-    v.get(k).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn origin(v: &Value) -> Origin {
-    Origin {
-        tgid: u64_of(v, "pid") as u32,
-        tid: v
-            .get("tid")
-            .and_then(Value::as_u64)
-            .unwrap_or(u64_of(v, "pid")) as u32,
-        fd: v.get("fd").and_then(Value::as_i64).unwrap_or(-1) as i32,
-        conn_id: u64_of(v, "conn_id"),
-        ts_ns: u64_of(v, "ts"),
-    }
-}
-
-fn str_of(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
-}
+use super::events::{CaptureEvent, Origin};
+use super::trace_format::{TraceLineError, TraceRecord};
 
 /// Decode one line of `qmon trace` output; `line` (1-based) is for errors.
-pub fn decode_line(text: &str, line: usize) -> Result<Option<CaptureEvent>, ReplayError> {
-    let v: Value = serde_json::from_str(text).map_err(|err| ReplayError::Json { line, err })?;
-    let field = |what: &str| ReplayError::Field {
-        line,
-        what: what.to_string(),
-    };
-    let ty = v
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| field("no \"type\""))?;
-    Ok(Some(match ty {
-        "conn" => CaptureEvent::ConnOpen {
-            origin: origin(&v),
-            role: match v.get("role").and_then(Value::as_str) {
-                Some("client") => Role::Client,
-                Some("server") => Role::Server,
-                _ => Role::Unknown,
-            },
-            remote: v
-                .get("remote")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<SocketAddr>().ok()),
-            comm: str_of(&v, "comm"),
-            cgroup_id: u64_of(&v, "cgroup_id"),
-        },
-        "close" => CaptureEvent::ConnClose { origin: origin(&v) },
-        "data" => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(v.get("data_b64").and_then(Value::as_str).unwrap_or(""))
-                .map_err(|e| field(&format!("data_b64: {e}")))?;
-            CaptureEvent::Data {
-                origin: origin(&v),
-                source: match v.get("source").and_then(Value::as_str) {
-                    Some("openssl") => Source::OpenSsl,
-                    _ => Source::Syscall,
-                },
-                dir: match v.get("dir").and_then(Value::as_str) {
-                    Some("ingress") => Direction::Ingress,
-                    _ => Direction::Egress,
-                },
-                pos: v.get("pos").and_then(Value::as_u64),
-                call_len: v
-                    .get("call_len")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(bytes.len() as u64),
-                ssl: u64_of(&v, "ssl"),
-                bytes,
-            }
-        }
-        "exec" => CaptureEvent::Exec {
-            origin: origin(&v),
-            path: str_of(&v, "path"),
-            comm: str_of(&v, "comm"),
-            cgroup_id: 0,
-        },
-        "lib_open" => CaptureEvent::LibOpen {
-            origin: origin(&v),
-            path: str_of(&v, "path"),
-        },
-        "exit" => CaptureEvent::ProcExit { origin: origin(&v) },
-        _ => return Ok(None),
-    }))
+pub fn decode_line(text: &str, line: usize) -> Result<Option<CaptureEvent>, TraceLineError> {
+    Ok(TraceRecord::from_line(text, line)?.into_event())
 }
 
-/// Decode a whole `qmon trace` capture.
-pub fn decode_all(text: &str) -> Result<Vec<CaptureEvent>, ReplayError> {
+/// Decode a whole `qmon trace` capture; the first malformed line is the
+/// error.
+pub fn decode_all(text: &str) -> Result<Vec<CaptureEvent>, TraceLineError> {
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
         if l.trim().is_empty() {
@@ -150,7 +57,9 @@ pub fn shifted(ev: &CaptureEvent, round: u64, span_ns: u64) -> CaptureEvent {
 
 #[cfg(test)]
 mod tests {
+    use super::super::events::{Role, Source};
     use super::*;
+    use qmon_vocab::Direction;
 
     #[test]
     fn decodes_trace_lines() {

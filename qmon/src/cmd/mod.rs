@@ -117,7 +117,7 @@ pub fn apply_file(args: &mut RecordArgs, file: &FileConfig, m: Option<&ArgMatche
     }
     // Already validated: kept as text so --retain and the file share a parser.
     if let (false, Some(v)) = (given(m, "retain"), file.retain) {
-        st.retain = Some(format!("{}s", v.as_secs()));
+        st.retain = Some(format!("{}ms", v.as_millis()));
     }
     if let (false, Some(v)) = (given(m, "max_db_size"), file.max_db_size) {
         st.max_db_size = Some(v.to_string());
@@ -158,5 +158,33 @@ fn apply_capture(c: &mut CaptureArgs, file: &FileConfig, m: Option<&ArgMatches>)
         } else {
             AttachModeArg::Tracepoint
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// The file's `retain` goes back through --retain's parser: nothing may
+    /// be lost on the way (sub-second times included).
+    #[test]
+    fn a_file_retain_reaches_the_store_unchanged() {
+        for (text, want) in [
+            ("retain = \"7d\"", Duration::from_secs(7 * 86_400)),
+            ("retain = \"1500ms\"", Duration::from_millis(1500)),
+        ] {
+            let file = qmon::config::parse(text).unwrap();
+            let Command::Record(mut args) =
+                Cli::try_parse_from(["qmon", "record"]).unwrap().command
+            else {
+                unreachable!()
+            };
+            apply_file(&mut args, &file, None);
+            let opts = store_options(&args.store).unwrap();
+            assert_eq!(opts.retention.max_age, Some(want), "{text}");
+        }
     }
 }

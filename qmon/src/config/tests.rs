@@ -132,3 +132,69 @@ fn shipped_configs_parse() {
         }
     }
 }
+
+/// The key lists are the structs' fields, in the order messages list them.
+#[test]
+fn key_lists_come_from_the_structs() {
+    assert_eq!(
+        *KEYS,
+        [
+            "db",
+            "retain",
+            "max_db_size",
+            "body_limit",
+            "no_bodies",
+            "no_redact",
+            "redact",
+            "ring_size",
+            "max_chunks",
+            "attach_mode",
+            "metrics_addr",
+            "filter",
+        ]
+    );
+    assert_eq!(FILTER_KEYS.len(), 11);
+    assert_eq!(FILTER_KEYS.first(), Some(&"include_comm"));
+    assert_eq!(FILTER_KEYS.last(), Some(&"loopback"));
+    // Every key is accepted, and no other.
+    for key in KEYS.iter().filter(|k| **k != "filter") {
+        let e = parse(&format!("{key} = {{}}")).unwrap_err();
+        assert!(
+            e.starts_with(&format!("key `{key}` = {{}} is not allowed")),
+            "{e}"
+        );
+    }
+    for key in FILTER_KEYS.iter() {
+        let e = parse(&format!("[filter]\n{key} = {{}}")).unwrap_err();
+        assert!(
+            e.starts_with(&format!("key `filter.{key}` = {{}} is not allowed")),
+            "{e}"
+        );
+    }
+}
+
+/// Values of every TOML type get the usual message (a date reaches the
+/// checkers as a string, so it is shown quoted), and a `[filter]` that is
+/// not a table is named as such.
+#[test]
+fn odd_values_get_the_same_one_line_messages() {
+    let cases: &[(&str, &str)] = &[
+        ("ring_size = 1979-05-27", "key `ring_size` = \"1979-05-27\" is not allowed: expected a power of two from 4096 to 1073741824 bytes"),
+        ("body_limit = 1.5", "key `body_limit` = 1.5 is not allowed: expected 0 to 16777216 bytes"),
+        ("db = [\"a\"]", "key `db` = [\"a\"] is not allowed: expected a string"),
+        ("[filter]\ninclude_port = 443", "key `filter.include_port` = 443 is not allowed: expected a list of ports 1 to 65535, e.g. [443, 8443]"),
+        ("filter = 1979-05-27", "key `filter` must be a table ([filter])"),
+        ("filter = [1]", "key `filter` must be a table ([filter])"),
+        ("[filter.deeper]\nx = 1", "unknown key `filter.deeper`; known keys: include_comm, exclude_comm, include_pid, exclude_pid, include_container, exclude_container, include_host, exclude_host, include_port, exclude_port, loopback"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse(text).unwrap_err(), *want, "for {text:?}");
+    }
+    let cfg = parse("[filter]\nloopback = false\n").unwrap();
+    assert!(!cfg.scope.loopback);
+    assert_eq!(parse("[filter]\n").unwrap(), FileConfig::default());
+    assert_eq!(
+        parse("retain = \"90 minutes\"").unwrap().retain,
+        Some(Duration::from_secs(5400))
+    );
+}

@@ -202,16 +202,21 @@ impl Window {
         }
     }
 
+    /// `all`, or a time (`crate::units::parse_duration`) equal to one of
+    /// the windows: `10s`, `1m` (`60s`), `5m`, `15m`.
     pub fn parse(s: &str) -> Option<Window> {
-        [
+        const ALL: [Window; 5] = [
             Window::S10,
             Window::M1,
             Window::M5,
             Window::M15,
             Window::All,
-        ]
-        .into_iter()
-        .find(|w| w.label().eq_ignore_ascii_case(s))
+        ];
+        if s.trim().eq_ignore_ascii_case("all") {
+            return Some(Window::All);
+        }
+        let d = crate::units::parse_duration(s).ok()?;
+        ALL.into_iter().find(|w| w.duration() == Some(d))
     }
 }
 

@@ -9,6 +9,7 @@ use ratatui::Frame;
 
 use super::app::{App, Mode};
 use super::model::{fmt_bytes, fmt_latency, fmt_rate, CallSample, Column, Row, View};
+use crate::table;
 
 pub const FOOTER: &str = "q quit  / filter  s sort  1-9 sort by col  I invert  Space pause  g group  t window  Enter calls  Esc back  ? help";
 
@@ -177,12 +178,13 @@ pub fn row_label(r: &Row) -> String {
 }
 
 fn column_widths(view: &View, titles: &[String], route: bool) -> Vec<Constraint> {
-    // Each column as wide as its widest cell; text at most 40.
-    let mut widths: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
+    // Each column as wide as its widest cell (in terminal columns, as
+    // ratatui draws them); text at most 40.
+    let mut widths: Vec<usize> = titles.iter().map(|t| table::width(t)).collect();
     for r in &view.rows {
         for (i, c) in row_cells(r).iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
+                *w = (*w).max(table::width(c));
             }
         }
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::units::{number_and_unit, parse_duration};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {input:?}: {reason} (e.g. {examples})")]
 pub struct LimitParseError {
@@ -14,30 +16,15 @@ pub struct LimitParseError {
 const AGE_EXAMPLES: &str = "30m, 12h, 7d, 2w";
 const SIZE_EXAMPLES: &str = "500MB, 2GiB, 100M";
 
-/// `30s`, `15m`, `12h`, `7d`, `2w` (whole numbers; the unit is required).
+/// A retention age: any time [`parse_duration`] reads (`30s`, `15m`,
+/// `12h`, `7d`, `2w`, ...), its errors worded as an age.
 pub fn parse_age(input: &str) -> Result<Duration, LimitParseError> {
-    let err = |reason| LimitParseError {
+    parse_duration(input).map_err(|e| LimitParseError {
         what: "age",
         input: input.to_string(),
-        reason,
+        reason: e.reason,
         examples: AGE_EXAMPLES,
-    };
-    let (n, unit) = split_number(input).map_err(err)?;
-    let secs: u64 = match unit.to_ascii_lowercase().as_str() {
-        "s" | "sec" | "secs" => 1,
-        "m" | "min" | "mins" => 60,
-        "h" | "hour" | "hours" => 3600,
-        "d" | "day" | "days" => 86_400,
-        "w" | "week" | "weeks" => 7 * 86_400,
-        "" => return Err(err("missing unit (s, m, h, d, w)")),
-        _ => return Err(err("unknown unit (use s, m, h, d or w)")),
-    };
-    if n == 0 {
-        return Err(err("must be greater than zero"));
-    }
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| err("too large"))
+    })
 }
 
 /// Bytes: `B`, decimal `KB`/`MB`/`GB`/`TB` (1000ⁿ), binary `KiB`/`MiB`/`GiB`/`TiB`
@@ -49,7 +36,7 @@ pub fn parse_size(input: &str) -> Result<u64, LimitParseError> {
         reason,
         examples: SIZE_EXAMPLES,
     };
-    let (n, unit) = split_number(input).map_err(err)?;
+    let (n, unit) = number_and_unit(input).map_err(err)?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
@@ -70,19 +57,6 @@ pub fn parse_size(input: &str) -> Result<u64, LimitParseError> {
         return Err(err("must be greater than zero"));
     }
     n.checked_mul(mult).ok_or_else(|| err("too large"))
-}
-
-fn split_number(input: &str) -> Result<(u64, &str), &'static str> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err("empty");
-    }
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return Err("must start with a whole number");
-    }
-    let n = s[..digits].parse::<u64>().map_err(|_| "number too large")?;
-    Ok((n, s[digits..].trim()))
 }
 
 #[cfg(test)]

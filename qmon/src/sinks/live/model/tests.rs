@@ -352,3 +352,32 @@ fn process_column_names_every_process_truthfully() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].process, "curl \u{d7}20, python3");
 }
+
+#[test]
+fn windows_read_any_spelling_of_their_time() {
+    for (s, w) in [
+        ("10s", Window::S10),
+        ("1m", Window::M1),
+        ("1M", Window::M1),
+        ("60s", Window::M1),
+        ("1 min", Window::M1),
+        ("300s", Window::M5),
+        ("15 minutes", Window::M15),
+        ("all", Window::All),
+        ("ALL", Window::All),
+    ] {
+        assert_eq!(Window::parse(s), Some(w), "{s:?}");
+    }
+    for s in ["", "2m", "1h", "0s", "forever"] {
+        assert_eq!(Window::parse(s), None, "{s:?}");
+    }
+    for w in [
+        Window::S10,
+        Window::M1,
+        Window::M5,
+        Window::M15,
+        Window::All,
+    ] {
+        assert_eq!(Window::parse(w.label()), Some(w));
+    }
+}

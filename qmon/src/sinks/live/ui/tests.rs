@@ -281,3 +281,37 @@ fn once_text_has_no_escape_codes() {
     );
     assert_eq!(lines.len(), 5, "{t}");
 }
+
+#[test]
+fn once_text_aligns_wide_characters() {
+    let mut m = Model::new(Limits::default(), NOW - 3600 * SEC);
+    for c in [
+        sample(10, "curl", "api.example", "/a", 200, 10, 1),
+        sample(20, "python3", "東京.example", "/b", 200, 20, 2),
+        sample(30, "node", "🦀.example", "/c", 200, 30, 3),
+    ] {
+        m.push(c);
+    }
+    let spec = ViewSpec {
+        grouping: Grouping::Host,
+        window: Window::M1,
+        sort: Column::Host,
+        desc: false,
+        ..ViewSpec::default()
+    };
+    let mut a = App::new(m, spec, "capture (kprobe)".into(), false, NOW);
+    a.tick(NOW);
+    let t = crate::sinks::live::text::render(&a);
+    let lines: Vec<&str> = t.lines().skip(2).collect();
+    assert_eq!(lines.len(), 4, "{t}");
+    // PROTO starts in the same terminal column on every line.
+    let proto_col = |l: &str| {
+        let at = l
+            .find(" h1s ")
+            .unwrap_or_else(|| l.find(" PROTO ").unwrap());
+        crate::table::width(&l[..at])
+    };
+    let cols: Vec<usize> = lines.iter().map(|l| proto_col(l)).collect();
+    assert!(cols.iter().all(|c| *c == cols[0]), "{cols:?}\n{t}");
+    assert!(t.contains("東京.example:443"), "{t}");
+}
