@@ -155,6 +155,7 @@ enum qmon_role _role = 0;
 enum qmon_conn_flags _conn_flags = 0;
 enum qmon_stat _stat = 0;
 enum qmon_const _const = 0;
+enum qmon_stream _stream = 0;
 
 /* Per-thread slots (args between enter and exit, the emit template) are
  * written in place and marked free rather than deleted: a hash update or
@@ -838,10 +839,10 @@ static __always_inline void ssl_exit(long ret)
 		c.ev.pos = st->tls_pos[a.dir & 1];
 		st->tls_pos[a.dir & 1] = c.ev.pos + n;
 	} else {
-		/* fd unknown: the daemon keys this stream by SSL* and cannot check
-		 * positions. */
+		/* fd unknown: the daemon keys this stream by SSL* (see
+		 * QMON_UNKNOWN_FD_KEY_BIT) and cannot check positions. */
 		fill_header(&c.ev.hdr, QMON_EV_DATA, id, -1, 0);
-		c.ev.pos = (__u64)-1;
+		c.ev.pos = QMON_POS_UNKNOWN;
 	}
 	c.ev.dir = a.dir & 1;
 	c.ev.source = QMON_SRC_OPENSSL;

@@ -43,6 +43,20 @@ enum qmon_source {
 	QMON_SRC_OPENSSL = 1,
 };
 
+/* Identity and order of data streams. Enum values travel through BTF, which
+ * clang before 15 writes as 32 bits, so the 64-bit values are spelt so that
+ * 32 bits hold them. */
+enum qmon_stream {
+	/* qmon_data_event.pos of data whose position is unknown (TLS data whose
+	 * fd is unknown): -1, every bit of the __u64 set. The daemon
+	 * sign-extends the 32-bit value. */
+	QMON_POS_UNKNOWN = -1,
+	/* The bit the daemon sets in a TLS session pointer to key the stream of
+	 * data whose fd (and so conn_id) is unknown. Connection ids
+	 * (CLOCK_MONOTONIC ns) and user-space pointers never have it. */
+	QMON_UNKNOWN_FD_KEY_BIT = 63,
+};
+
 enum qmon_role {
 	/* Existed before qmon started; the daemon infers the role from bytes. */
 	QMON_ROLE_UNKNOWN = 0,
@@ -132,7 +146,8 @@ struct qmon_conn_event {
 /* Followed in the record by `len` payload bytes. */
 struct qmon_data_event {
 	struct qmon_event_header hdr;
-	/* Offset of the first payload byte within its (source, dir) stream. */
+	/* Offset of the first payload byte within its (source, dir) stream, or
+	 * QMON_POS_UNKNOWN. */
 	__u64 pos;
 	/* Bytes the whole call moved; more than `len` when split or capped. */
 	__u64 call_len;

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use qmon_bpf::types::{
     qmon_conn_event, qmon_data_event, qmon_event_header, qmon_event_kind, qmon_proc_event,
-    qmon_role, qmon_source,
+    qmon_role, qmon_source, qmon_stream,
 };
 
 use super::BufPool;
@@ -44,6 +44,10 @@ impl Source {
         }
     }
 }
+
+/// `qmon_data_event.pos` when the position is unknown (qmon.h: -1, carried
+/// as 32 bits through BTF, so sign-extended here).
+pub const POS_UNKNOWN: u64 = qmon_stream::QMON_POS_UNKNOWN.0 as i32 as i64 as u64;
 
 /// Identity of the thread and socket an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +178,7 @@ impl Decoder {
                     } else {
                         Direction::Ingress
                     },
-                    pos: (ev.pos != u64::MAX).then_some(ev.pos),
+                    pos: (ev.pos != POS_UNKNOWN).then_some(ev.pos),
                     call_len: ev.call_len,
                     ssl: ev.ssl,
                     bytes: self.pool.filled(&payload[..len]),
@@ -275,6 +279,17 @@ mod tests {
         rec.extend_from_slice(b"hello");
         assert!(matches!(d.decode(&rec), Err(DecodeError::BadLength { .. })));
         assert!(matches!(d.decode(&rec[..3]), Err(DecodeError::Short(3))));
+    }
+
+    #[test]
+    fn an_unknown_position_is_none() {
+        let mut ev = qmon_data_event::default();
+        ev.hdr.kind = qmon_event_kind::QMON_EV_DATA.0 as u8;
+        ev.pos = u64::MAX;
+        match Decoder::default().decode(&as_bytes(&ev)).unwrap() {
+            CaptureEvent::Data { pos, .. } => assert_eq!(pos, None),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

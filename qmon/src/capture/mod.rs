@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
-use qmon_bpf::types::{qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat};
+use qmon_bpf::types::{
+    qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat, qmon_stream,
+};
 use qmon_bpf::QmonSkelBuilder;
 
 pub use bench_toggle::BenchToggle;
@@ -38,6 +40,9 @@ use tls_libs::{FileId, FileVersion, Inspection, TlsLib};
 pub const CHUNK_MAX: u32 = qmon_const::QMON_CHUNK_MAX.0;
 /// Largest number of chunks a single call may be split into (from qmon.h).
 pub const CHUNKS_HARD_MAX: u32 = qmon_const::QMON_CHUNKS_HARD_MAX.0;
+/// Set in a TLS session pointer to key the stream of data whose fd (and so
+/// conn_id) is unknown (from qmon.h).
+pub const UNKNOWN_FD_STREAM_BIT: u64 = 1 << qmon_stream::QMON_UNKNOWN_FD_KEY_BIT.0;
 
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
