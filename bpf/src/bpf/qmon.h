@@ -36,6 +36,9 @@ enum qmon_dir {
 	QMON_DIR_INGRESS = 1,
 };
 
+/* qmon_data_event.source: where the bytes were seen. Every TLS stack has
+ * its value, which its probes (tls_<stack>.h) pass to tls_enter and its
+ * entry in the daemon's table (qmon/src/capture/tls/) names. */
 enum qmon_source {
 	/* Bytes seen at the socket syscall: plaintext unless the conn is TLS. */
 	QMON_SRC_SYSCALL = 0,
@@ -108,15 +111,17 @@ struct qmon_conn_state {
 	__u8 _pad[3];
 };
 
-struct qmon_ssl_key {
-	__u64 ssl;
+/* Key of the `tls_fds` map: a TLS session (SSL*, ...) of a process. */
+struct qmon_tls_key {
+	__u64 session;
 	__u32 tgid;
 	__u32 _pad;
 };
 
-/* Which fd an SSL* writes to, learnt from the syscall OpenSSL makes inside
- * SSL_read/SSL_write, so calls served from OpenSSL's buffer still map. */
-struct qmon_ssl_state {
+/* Which fd a TLS session writes to, learnt from the syscall the library
+ * makes inside its read/write call, so calls served from the library's
+ * buffer still map. */
+struct qmon_tls_fd {
 	__s32 fd;
 	__u32 _pad;
 };
@@ -151,7 +156,7 @@ struct qmon_data_event {
 	__u64 pos;
 	/* Bytes the whole call moved; more than `len` when split or capped. */
 	__u64 call_len;
-	__u64 ssl; /* SSL* for OpenSSL events, else 0 */
+	__u64 session; /* the TLS session (SSL*, ...) for TLS sources, else 0 */
 	__u32 len;
 	__u8 dir;    /* enum qmon_dir */
 	__u8 source; /* enum qmon_source */

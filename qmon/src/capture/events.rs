@@ -83,7 +83,7 @@ pub enum CaptureEvent {
         pos: Option<u64>,
         /// Bytes the whole call moved (more than `bytes` when split/capped).
         call_len: u64,
-        /// SSL* for OpenSSL data.
+        /// The TLS session (SSL* for OpenSSL) for TLS data, else 0.
         ssl: u64,
         bytes: Vec<u8>,
     },
@@ -180,7 +180,7 @@ impl Decoder {
                     },
                     pos: (ev.pos != POS_UNKNOWN).then_some(ev.pos),
                     call_len: ev.call_len,
-                    ssl: ev.ssl,
+                    ssl: ev.session,
                     bytes: self.pool.filled(&payload[..len]),
                 }
             }
