@@ -10,6 +10,7 @@ use qmon_bpf::types::{
     qmon_role, qmon_source, qmon_stream,
 };
 
+use super::tls::{self, TlsStack};
 use super::BufPool;
 use crate::protocols::Direction;
 
@@ -30,18 +31,52 @@ impl Role {
     }
 }
 
+/// Where data was seen: at the socket syscall, or as plaintext inside a TLS
+/// stack (decoded from the event's `source`, one value per stack).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Syscall,
-    OpenSsl,
+    Tls(&'static TlsStack),
 }
 
 impl Source {
+    /// OpenSSL's plaintext, spelt as the variant it was before the TLS-stack
+    /// table, so tests and replays written against it read the same.
+    #[allow(non_upper_case_globals)]
+    pub const OpenSsl: Source = Source::Tls(&tls::OPENSSL);
+
+    /// "syscall", or the TLS stack's name ("openssl").
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Syscall => "syscall",
-            Source::OpenSsl => "openssl",
+            Source::Tls(stack) => stack.name,
         }
+    }
+
+    /// The source called `name` (as [`Source::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Source> {
+        match name {
+            "syscall" => Some(Source::Syscall),
+            _ => TlsStack::by_name(name).map(Source::Tls),
+        }
+    }
+
+    /// The TLS stack, for TLS plaintext.
+    pub fn tls(self) -> Option<&'static TlsStack> {
+        match self {
+            Source::Syscall => None,
+            Source::Tls(stack) => Some(stack),
+        }
+    }
+
+    fn from_raw(raw: u8) -> Result<Source, DecodeError> {
+        let source = qmon_source(raw as u32);
+        if source == qmon_source::QMON_SRC_SYSCALL {
+            return Ok(Source::Syscall);
+        }
+        TlsStack::by_source(source)
+            .map(Source::Tls)
+            .ok_or(DecodeError::UnknownSource(raw))
     }
 }
 
@@ -108,6 +143,8 @@ pub enum DecodeError {
     Short(usize),
     #[error("unknown event kind {0}")]
     UnknownKind(u8),
+    #[error("unknown data source {0}")]
+    UnknownSource(u8),
     #[error("data event claims {claimed} payload bytes but carries {carried}")]
     BadLength { claimed: usize, carried: usize },
 }
@@ -168,11 +205,7 @@ impl Decoder {
                 }
                 CaptureEvent::Data {
                     origin,
-                    source: if qmon_source(ev.source as u32) == qmon_source::QMON_SRC_OPENSSL {
-                        Source::OpenSsl
-                    } else {
-                        Source::Syscall
-                    },
+                    source: Source::from_raw(ev.source)?,
                     dir: if ev.dir == 0 {
                         Direction::Egress
                     } else {
@@ -282,14 +315,30 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_position_is_none() {
+    fn decodes_tls_sources_and_unknown_positions() {
         let mut ev = qmon_data_event::default();
         ev.hdr.kind = qmon_event_kind::QMON_EV_DATA.0 as u8;
+        ev.source = qmon_source::QMON_SRC_OPENSSL.0 as u8;
         ev.pos = u64::MAX;
-        match Decoder::default().decode(&as_bytes(&ev)).unwrap() {
-            CaptureEvent::Data { pos, .. } => assert_eq!(pos, None),
+        ev.session = 0x1234;
+        let d = Decoder::default();
+        match d.decode(&as_bytes(&ev)).unwrap() {
+            CaptureEvent::Data {
+                source, pos, ssl, ..
+            } => {
+                assert_eq!(source, Source::Tls(&tls::OPENSSL));
+                assert_eq!(source.as_str(), "openssl");
+                assert_eq!(Source::from_name("openssl"), Some(source));
+                assert_eq!(pos, None);
+                assert_eq!(ssl, 0x1234);
+            }
             other => panic!("unexpected {other:?}"),
         }
+        ev.source = 200;
+        assert_eq!(
+            d.decode(&as_bytes(&ev)),
+            Err(DecodeError::UnknownSource(200))
+        );
     }
 
     #[test]

@@ -76,8 +76,8 @@ pub fn decode_line(text: &str, line: usize) -> Result<Option<CaptureEvent>, Repl
             CaptureEvent::Data {
                 origin: origin(&v),
                 source: match v.get("source").and_then(Value::as_str) {
-                    Some("openssl") => Source::OpenSsl,
-                    _ => Source::Syscall,
+                    Some(name) => Source::from_name(name).unwrap_or(Source::Syscall),
+                    None => Source::Syscall,
                 },
                 dir: match v.get("dir").and_then(Value::as_str) {
                     Some("ingress") => Direction::Ingress,

@@ -248,15 +248,15 @@ impl ConnTable {
             return;
         };
         conn.last_ts = ts;
-        if source == Source::OpenSsl {
+        if source.tls().is_some() {
             conn.tls = true;
         }
         match (conn.source, source) {
             (None, s) => conn.source = Some(s),
-            (Some(Source::Syscall), Source::OpenSsl) => {
+            (Some(Source::Syscall), Source::Tls(_)) => {
                 // TLS began after plaintext (or the plaintext was the
                 // handshake): start over on the decrypted stream.
-                conn.source = Some(Source::OpenSsl);
+                conn.source = Some(source);
                 conn.next_pos = [None, None];
                 conn.mid = false;
                 conn.state = State::Detecting {
@@ -264,7 +264,7 @@ impl ConnTable {
                     dropped: 0,
                 };
             }
-            (Some(Source::OpenSsl), Source::Syscall) => return,
+            (Some(Source::Tls(_)), Source::Syscall) => return,
             _ => {}
         }
 
@@ -354,7 +354,7 @@ impl ConnTable {
                 }
                 Detected::Other => {
                     self.stats.not_http += 1;
-                    mute = Some(if conn.source == Some(Source::OpenSsl) {
+                    mute = Some(if matches!(conn.source, Some(Source::Tls(_))) {
                         Mute::All
                     } else {
                         Mute::Syscall
@@ -578,7 +578,7 @@ fn make_call(procs: &mut ProcTable, conn: &Conn, mut ex: Exchange) -> Call {
             conn_id: conn.conn_id,
             remote: conn.remote,
             tls: conn.tls,
-            tls_lib: conn.tls.then(|| "openssl".to_string()),
+            tls_lib: conn.source.and_then(Source::tls).map(|s| s.name.into()),
         },
         exchange: ex,
         host,
