@@ -6,6 +6,13 @@
 #ifndef QMON_PROC_H
 #define QMON_PROC_H
 
+/* File-name prefixes of the TLS stacks' libraries ("libssl", ...), each
+ * NUL-terminated, the list ended by an empty one. The daemon fills it from
+ * its TLS-stack table (qmon/src/capture/tls/), the one list of them. Read
+ * only: the verifier knows every byte, so it walks only the prefixes there
+ * are, to their length. */
+const volatile char tls_lib_prefixes[QMON_TLS_PREFIXES][QMON_TLS_PREFIX_LEN] = {};
+
 static __always_inline struct qmon_proc_event *proc_scratch_get(void)
 {
 	__u32 zero = 0;
@@ -56,22 +63,40 @@ int proc_exit(void *ctx)
 	return 0;
 }
 
-/* Does a path component start with "libssl"? Checked at every position with
- * no state carried between iterations, which keeps verification linear. */
-static __always_inline bool is_libssl(const char *path)
+/* Does s start with one of the TLS library prefixes? */
+static __always_inline bool tls_lib_prefix_at(const char *s)
+{
+	int i, k;
+
+	for (i = 0; i < QMON_TLS_PREFIXES; i++) {
+		if (!tls_lib_prefixes[i][0])
+			return false; /* the end of the list */
+		for (k = 0; k < QMON_TLS_PREFIX_LEN; k++) {
+			char c = tls_lib_prefixes[i][k];
+
+			if (!c)
+				return true;
+			if (s[k] != c)
+				break;
+		}
+	}
+	return false;
+}
+
+/* Does a path component start with a TLS library prefix? Checked at every
+ * position with no state carried between iterations, which keeps
+ * verification linear. */
+static __always_inline bool is_tls_lib(const char *path)
 {
 	int i;
 
-	for (i = 0; i < QMON_PATH_MAX - 8; i++) {
+	for (i = 0; i < QMON_PATH_MAX - QMON_TLS_PREFIX_LEN; i++) {
 		if (path[i] == 0)
 			break;
-		if (path[i] == '/' && path[i + 1] == 'l' && path[i + 2] == 'i' &&
-		    path[i + 3] == 'b' && path[i + 4] == 's' && path[i + 5] == 's' &&
-		    path[i + 6] == 'l')
+		if (path[i] == '/' && tls_lib_prefix_at(path + i + 1))
 			return true;
 	}
-	return path[0] == 'l' && path[1] == 'i' && path[2] == 'b' && path[3] == 's' &&
-	       path[4] == 's' && path[5] == 'l';
+	return tls_lib_prefix_at(path);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
@@ -95,7 +120,7 @@ int lib_openat_enter(tp_enter_t *ctx)
 		return 0;
 	if (bpf_probe_read_user_str(p->path, sizeof(p->path), (void *)name) <= 0)
 		return 0;
-	if (is_libssl(p->path))
+	if (is_tls_lib(p->path))
 		bpf_map_update_elem(&open_args_map, &id, &name, BPF_ANY);
 	return 0;
 }

@@ -20,6 +20,10 @@ enum qmon_const {
 	QMON_IOV_MAX = 128,
 	QMON_COMM_LEN = 16,
 	QMON_PATH_MAX = 256,
+	/* TLS library file-name prefixes the open hook matches (proc.h), and
+	 * the bytes of each, its terminating NUL included. */
+	QMON_TLS_PREFIXES = 8,
+	QMON_TLS_PREFIX_LEN = 16,
 };
 
 enum qmon_event_kind {

@@ -678,6 +678,8 @@ fn load<'o>(
         ro.capture_server = opts.capture_server;
         ro.qmon_bench_noop = opts.bench_noop || opts.bench_toggle.is_some();
         ro.qmon_bench_toggle = opts.bench_toggle.is_some();
+        // Which library opens the BPF side reports: the table's prefixes.
+        ro.tls_lib_prefixes = tls::lib_prefix_slots().map_err(CaptureError::Load)?;
     }
     open.maps
         .events

@@ -6,8 +6,9 @@
 //!
 //! * finding copies: every library mapped by a running process (through
 //!   `/proc/PID/root`, so container copies resolve), libraries opened later
-//!   (the BPF side reports opens whose file name starts with `libssl`), and
-//!   executables that link a stack statically, checked at exec;
+//!   (the BPF side reports opens whose file name starts with a stack's
+//!   library prefix, [`lib_prefixes`]), and executables that link a stack
+//!   statically, checked at exec;
 //! * inspecting a file for the stack's symbols ([`inspect`]);
 //! * attaching (`capture::Uprobes`) and `qmon doctor`'s report.
 //!
@@ -28,7 +29,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSymbol};
-use qmon_bpf::types::qmon_source;
+use qmon_bpf::types::{qmon_const, qmon_source};
 
 pub use openssl::OPENSSL;
 
@@ -57,7 +58,9 @@ pub struct TlsStack {
 #[derive(Debug)]
 pub struct FileMatch {
     /// Shared libraries whose file name starts with this and contains
-    /// ".so" (`libssl.so.3`, `libssl-1a2b.so.1.1`).
+    /// ".so" (`libssl.so.3`, `libssl-1a2b.so.1.1`). The BPF open hook gets
+    /// the prefix from here; at most [`qmon_const::QMON_TLS_PREFIX_LEN`]
+    /// - 1 bytes.
     pub lib_prefix: Option<&'static str>,
     /// Executables that define the required symbols themselves (a static
     /// link), checked at exec.
@@ -183,6 +186,39 @@ impl TlsStack {
             .iter()
             .flat_map(|p| std::iter::once(p.entry).chain(p.ret))
     }
+}
+
+/// The library file-name prefixes, for the BPF open hook (`proc.h`), in
+/// table order.
+pub fn lib_prefixes() -> impl Iterator<Item = &'static str> {
+    STACKS.iter().filter_map(|s| s.files.lib_prefix)
+}
+
+/// The prefixes as the BPF side's `tls_lib_prefixes` holds them: each
+/// NUL-terminated in a fixed slot, unused slots empty. Errors name a prefix
+/// that does not fit.
+pub fn lib_prefix_slots() -> Result<
+    [[i8; qmon_const::QMON_TLS_PREFIX_LEN.0 as usize]; qmon_const::QMON_TLS_PREFIXES.0 as usize],
+    String,
+> {
+    const LEN: usize = qmon_const::QMON_TLS_PREFIX_LEN.0 as usize;
+    const N: usize = qmon_const::QMON_TLS_PREFIXES.0 as usize;
+    let mut slots = [[0i8; LEN]; N];
+    for (i, prefix) in lib_prefixes().enumerate() {
+        if i >= N {
+            return Err(format!("more than {N} TLS library prefixes"));
+        }
+        if prefix.is_empty() || prefix.len() >= LEN || prefix.contains('\0') {
+            return Err(format!(
+                "TLS library prefix {prefix:?} must be 1 to {} bytes",
+                LEN - 1
+            ));
+        }
+        for (d, b) in slots[i].iter_mut().zip(prefix.bytes()) {
+            *d = b as i8;
+        }
+    }
+    Ok(slots)
 }
 
 /// The stack a mapped library belongs to, by its file name.
@@ -517,7 +553,7 @@ mod tests {
 
     /// The table is consistent: names and sources unique, every stack
     /// findable and with a required symbol, data functions probed at their
-    /// return, clean-up ones not.
+    /// return, clean-up ones not, prefixes that fit the BPF side.
     #[test]
     fn the_table_is_consistent() {
         for (i, s) in STACKS.iter().enumerate() {
@@ -543,6 +579,8 @@ mod tests {
             assert_eq!(TlsStack::by_source(s.source), Some(*s));
             assert_eq!(TlsStack::by_name(s.name), Some(*s));
         }
+        let slots = lib_prefix_slots().unwrap();
+        assert_eq!(&slots[0][..7], b"libssl\0".map(|b| b as i8).as_slice());
     }
 
     /// Every program the table names exists in the BPF object (opening the
