@@ -59,8 +59,8 @@ pub struct TlsStack {
 pub struct FileMatch {
     /// Shared libraries whose file name starts with this and contains
     /// ".so" (`libssl.so.3`, `libssl-1a2b.so.1.1`). The BPF open hook gets
-    /// the prefix from here; at most [`qmon_const::QMON_TLS_PREFIX_LEN`]
-    /// - 1 bytes.
+    /// the prefix from here, so it is shorter than
+    /// [`qmon_const::QMON_TLS_PREFIX_LEN`] bytes.
     pub lib_prefix: Option<&'static str>,
     /// Executables that define the required symbols themselves (a static
     /// link), checked at exec.
