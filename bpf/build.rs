@@ -1,4 +1,5 @@
-//! Compiles `src/bpf/qmon.bpf.c` and generates its Rust skeleton.
+//! Compiles `src/bpf/qmon.bpf.c` (and the headers it includes) and generates
+//! its Rust skeleton.
 use std::env;
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ fn main() {
         ])
         .build_and_generate(&out)
         .expect("building the BPF skeleton failed (is clang installed?)");
-    println!("cargo:rerun-if-changed={SRC}");
-    println!("cargo:rerun-if-changed=src/bpf/qmon.h");
+    // A directory: cargo rebuilds when any file under it changes.
+    println!("cargo:rerun-if-changed=src/bpf");
     println!("cargo:rerun-if-changed=include/vmlinux.h");
 }

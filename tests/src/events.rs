@@ -266,16 +266,16 @@ mod tests {
             r#"{"type":"something_new","x":1}"#.to_string(),
         ];
         let cap = Capture::from_lines(&lines).unwrap();
-        let s = cap.stream(1, Source::Openssl, Dir::Egress);
+        let s = cap.stream(1, Source::OpenSsl, Dir::Egress);
         assert_eq!(s.bytes, b"helloworldlate");
         assert_eq!(s.gaps, vec![(10, 20)]);
         assert_eq!(s.first_pos, Some(0));
         assert!(!s.is_complete());
-        let s = cap.stream(1, Source::Openssl, Dir::Ingress);
+        let s = cap.stream(1, Source::OpenSsl, Dir::Ingress);
         assert!(s.is_complete());
         assert_eq!(cap.max_lost_events(), 2);
         assert_eq!(
-            cap.conns_containing(Source::Openssl, Dir::Egress, b"owor"),
+            cap.conns_containing(Source::OpenSsl, Dir::Egress, b"owor"),
             vec![1]
         );
     }
@@ -287,10 +287,10 @@ mod tests {
             data(2, "egress", Some(16), b"\r\n"),
         ];
         let cap = Capture::from_lines(&lines).unwrap();
-        assert!(cap.stream(2, Source::Openssl, Dir::Egress).is_complete());
+        assert!(cap.stream(2, Source::OpenSsl, Dir::Egress).is_complete());
         let lines = vec![data(3, "egress", None, b"abc")];
         let cap = Capture::from_lines(&lines).unwrap();
-        let s = cap.stream(3, Source::Openssl, Dir::Egress);
+        let s = cap.stream(3, Source::OpenSsl, Dir::Egress);
         assert_eq!(s.unknown_pos, 1);
         assert!(!s.is_complete());
     }

@@ -163,7 +163,7 @@ fn curl_https_plaintext_from_ssl_read_write() -> anyhow::Result<()> {
     let client = curl(&["--http1.1", "--cacert", &env.ca(), &srv.url(&path)])?.ok();
     let body = format!("hello {tag}\n");
     assert_eq!(client.stdout_str(), body);
-    wait_ingress(&qmon, Source::Openssl, body.as_bytes());
+    wait_ingress(&qmon, Source::OpenSsl, body.as_bytes());
     let (out, cap) = stop(qmon);
 
     let ex = check_exchange(
@@ -171,7 +171,7 @@ fn curl_https_plaintext_from_ssl_read_write() -> anyhow::Result<()> {
         &out,
         &client,
         srv.port,
-        Source::Openssl,
+        Source::OpenSsl,
         &format!("GET {path} HTTP/1.1\r\n"),
         body.as_bytes(),
     );
@@ -204,7 +204,7 @@ fn python_urllib_https_plaintext_from_ssl_ex_calls() -> anyhow::Result<()> {
     let client = python(PY_URLLIB_GET, &[&srv.url(&path), &env.ca()], &[])?.ok();
     let body = format!("hello {tag}\n");
     assert_eq!(client.stdout_str(), body);
-    wait_ingress(&qmon, Source::Openssl, body.as_bytes());
+    wait_ingress(&qmon, Source::OpenSsl, body.as_bytes());
     let (out, cap) = stop(qmon);
 
     let ex = check_exchange(
@@ -212,7 +212,7 @@ fn python_urllib_https_plaintext_from_ssl_ex_calls() -> anyhow::Result<()> {
         &out,
         &client,
         srv.port,
-        Source::Openssl,
+        Source::OpenSsl,
         &format!("GET {path} HTTP/1.1\r\n"),
         body.as_bytes(),
     );
@@ -255,7 +255,7 @@ fn curl_plain_http_from_syscalls() -> anyhow::Result<()> {
         body.as_bytes(),
     );
     assert!(
-        !cap.has_source(ex.conn_id, Source::Openssl),
+        !cap.has_source(ex.conn_id, Source::OpenSsl),
         "openssl data on a cleartext connection"
     );
     Ok(())
@@ -271,14 +271,14 @@ fn ipv6_loopback_connection() -> anyhow::Result<()> {
     let path = format!("/hello?tag={tag}");
     let client = curl(&["--cacert", &env.ca(), "--http1.1", &srv.url(&path)])?.ok();
     let body = format!("hello {tag}\n");
-    wait_ingress(&qmon, Source::Openssl, body.as_bytes());
+    wait_ingress(&qmon, Source::OpenSsl, body.as_bytes());
     let (out, cap) = stop(qmon);
     let ex = check_exchange(
         &cap,
         &out,
         &client,
         srv.port,
-        Source::Openssl,
+        Source::OpenSsl,
         &format!("GET {path} HTTP/1.1\r\n"),
         body.as_bytes(),
     );
@@ -316,7 +316,7 @@ fn urllib_with_libssl_copy(
         client.stderr
     );
     let body = format!("hello {tag}\n");
-    wait_ingress(&qmon, Source::Openssl, body.as_bytes());
+    wait_ingress(&qmon, Source::OpenSsl, body.as_bytes());
     let (out, cap) = stop(qmon);
     check_attach(&cap, &out, libssl);
     check_exchange(
@@ -324,7 +324,7 @@ fn urllib_with_libssl_copy(
         &out,
         &client,
         srv.port,
-        Source::Openssl,
+        Source::OpenSsl,
         &format!("GET {path} HTTP/1.1\r\n"),
         body.as_bytes(),
     );
@@ -394,7 +394,7 @@ fn curl_with_libssl_in_nonstandard_path() -> anyhow::Result<()> {
     let client = qmon_e2e::clients::run(cmd, Duration::from_secs(60))?.ok();
     let body = format!("hello {tag}\n");
     assert_eq!(client.stdout_str(), body);
-    wait_ingress(&qmon, Source::Openssl, body.as_bytes());
+    wait_ingress(&qmon, Source::OpenSsl, body.as_bytes());
     let (out, cap) = stop(qmon);
     check_attach(&cap, &out, &libssl);
     check_exchange(
@@ -402,7 +402,7 @@ fn curl_with_libssl_in_nonstandard_path() -> anyhow::Result<()> {
         &out,
         &client,
         srv.port,
-        Source::Openssl,
+        Source::OpenSsl,
         &format!("GET {path} HTTP/1.1\r\n"),
         body.as_bytes(),
     );
@@ -468,7 +468,7 @@ fn server_side_traffic_is_never_a_client_connection() -> anyhow::Result<()> {
     assert_eq!(tls_client.stdout_str(), tag);
     assert_eq!(plain_client.stdout_str(), tag);
     qmon.wait_for(EVENT_WAIT, |c| {
-        c.conns_containing(Source::Openssl, Dir::Ingress, tag.as_bytes())
+        c.conns_containing(Source::OpenSsl, Dir::Ingress, tag.as_bytes())
             .iter()
             .chain(&c.conns_containing(Source::Syscall, Dir::Ingress, tag.as_bytes()))
             .count()
@@ -483,7 +483,7 @@ fn server_side_traffic_is_never_a_client_connection() -> anyhow::Result<()> {
     }
     // Any connection carrying the tag as egress from the server process
     // would be the server side being recorded as an outbound call.
-    for source in [Source::Openssl, Source::Syscall] {
+    for source in [Source::OpenSsl, Source::Syscall] {
         for id in cap.conns_containing(source, Dir::Egress, tag.as_bytes()) {
             let c = cap.conn(id);
             assert!(
@@ -496,7 +496,7 @@ fn server_side_traffic_is_never_a_client_connection() -> anyhow::Result<()> {
     }
     // And the clients' side was seen.
     for (client, source) in [
-        (&tls_client, Source::Openssl),
+        (&tls_client, Source::OpenSsl),
         (&plain_client, Source::Syscall),
     ] {
         let ids = cap.conns_containing(source, Dir::Egress, tag.as_bytes());

@@ -20,6 +20,10 @@ enum qmon_const {
 	QMON_IOV_MAX = 128,
 	QMON_COMM_LEN = 16,
 	QMON_PATH_MAX = 256,
+	/* TLS library file-name prefixes the open hook matches (proc.h), and
+	 * the bytes of each, its terminating NUL included. */
+	QMON_TLS_PREFIXES = 8,
+	QMON_TLS_PREFIX_LEN = 16,
 };
 
 enum qmon_event_kind {
@@ -36,11 +40,28 @@ enum qmon_dir {
 	QMON_DIR_INGRESS = 1,
 };
 
+/* qmon_data_event.source: where the bytes were seen. Every TLS stack has
+ * its value, which its probes (tls_<stack>.h) pass to tls_enter and its
+ * entry in the daemon's table (qmon/src/capture/tls/) names. */
 enum qmon_source {
 	/* Bytes seen at the socket syscall: plaintext unless the conn is TLS. */
 	QMON_SRC_SYSCALL = 0,
 	/* Plaintext seen at OpenSSL's SSL_read/SSL_write (and _ex). */
 	QMON_SRC_OPENSSL = 1,
+};
+
+/* Identity and order of data streams. Enum values travel through BTF, which
+ * clang before 15 writes as 32 bits, so the 64-bit values are spelt so that
+ * 32 bits hold them. */
+enum qmon_stream {
+	/* qmon_data_event.pos of data whose position is unknown (TLS data whose
+	 * fd is unknown): -1, every bit of the __u64 set. The daemon
+	 * sign-extends the 32-bit value. */
+	QMON_POS_UNKNOWN = -1,
+	/* The bit the daemon sets in a TLS session pointer to key the stream of
+	 * data whose fd (and so conn_id) is unknown. Connection ids
+	 * (CLOCK_MONOTONIC ns) and user-space pointers never have it. */
+	QMON_UNKNOWN_FD_KEY_BIT = 63,
 };
 
 enum qmon_role {
@@ -94,15 +115,17 @@ struct qmon_conn_state {
 	__u8 _pad[3];
 };
 
-struct qmon_ssl_key {
-	__u64 ssl;
+/* Key of the `tls_fds` map: a TLS session (SSL*, ...) of a process. */
+struct qmon_tls_key {
+	__u64 session;
 	__u32 tgid;
 	__u32 _pad;
 };
 
-/* Which fd an SSL* writes to, learnt from the syscall OpenSSL makes inside
- * SSL_read/SSL_write, so calls served from OpenSSL's buffer still map. */
-struct qmon_ssl_state {
+/* Which fd a TLS session writes to, learnt from the syscall the library
+ * makes inside its read/write call, so calls served from the library's
+ * buffer still map. */
+struct qmon_tls_fd {
 	__s32 fd;
 	__u32 _pad;
 };
@@ -132,11 +155,12 @@ struct qmon_conn_event {
 /* Followed in the record by `len` payload bytes. */
 struct qmon_data_event {
 	struct qmon_event_header hdr;
-	/* Offset of the first payload byte within its (source, dir) stream. */
+	/* Offset of the first payload byte within its (source, dir) stream, or
+	 * QMON_POS_UNKNOWN. */
 	__u64 pos;
 	/* Bytes the whole call moved; more than `len` when split or capped. */
 	__u64 call_len;
-	__u64 ssl; /* SSL* for OpenSSL events, else 0 */
+	__u64 session; /* the TLS session (SSL*, ...) for TLS sources, else 0 */
 	__u32 len;
 	__u8 dir;    /* enum qmon_dir */
 	__u8 source; /* enum qmon_source */

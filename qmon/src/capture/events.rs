@@ -7,9 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use qmon_bpf::types::{
     qmon_conn_event, qmon_data_event, qmon_event_header, qmon_event_kind, qmon_proc_event,
-    qmon_role, qmon_source,
+    qmon_role, qmon_source, qmon_stream,
 };
 
+use super::tls::{self, TlsStack};
 use super::BufPool;
 use qmon_vocab::Direction;
 
@@ -30,20 +31,77 @@ impl Role {
     }
 }
 
+/// Where data was seen: at the socket syscall, or as plaintext inside a TLS
+/// stack (decoded from the event's `source`, one value per stack).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Syscall,
-    OpenSsl,
+    Tls(&'static TlsStack),
+}
+
+/// On the wire (trace JSON Lines) a source is its name: `"syscall"`,
+/// `"openssl"`, … so a new TLS stack needs no new format.
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Source::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown source {name:?}: not \"syscall\" or a TLS stack qmon knows"
+            ))
+        })
+    }
 }
 
 impl Source {
+    /// OpenSSL's plaintext, spelt as the variant it was before the TLS-stack
+    /// table, so tests and replays written against it read the same.
+    #[allow(non_upper_case_globals)]
+    pub const OpenSsl: Source = Source::Tls(&tls::OPENSSL);
+
+    /// "syscall", or the TLS stack's name ("openssl").
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Syscall => "syscall",
-            Source::OpenSsl => "openssl",
+            Source::Tls(stack) => stack.name,
         }
     }
+
+    /// The source called `name` (as [`Source::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Source> {
+        match name {
+            "syscall" => Some(Source::Syscall),
+            _ => TlsStack::by_name(name).map(Source::Tls),
+        }
+    }
+
+    /// The TLS stack, for TLS plaintext.
+    pub fn tls(self) -> Option<&'static TlsStack> {
+        match self {
+            Source::Syscall => None,
+            Source::Tls(stack) => Some(stack),
+        }
+    }
+
+    fn from_raw(raw: u8) -> Result<Source, DecodeError> {
+        let source = qmon_source(raw as u32);
+        if source == qmon_source::QMON_SRC_SYSCALL {
+            return Ok(Source::Syscall);
+        }
+        TlsStack::by_source(source)
+            .map(Source::Tls)
+            .ok_or(DecodeError::UnknownSource(raw))
+    }
 }
+
+/// `qmon_data_event.pos` when the position is unknown (qmon.h: -1, carried
+/// as 32 bits through BTF, so sign-extended here).
+pub const POS_UNKNOWN: u64 = qmon_stream::QMON_POS_UNKNOWN.0 as i32 as i64 as u64;
 
 /// Identity of the thread and socket an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +137,7 @@ pub enum CaptureEvent {
         pos: Option<u64>,
         /// Bytes the whole call moved (more than `bytes` when split/capped).
         call_len: u64,
-        /// SSL* for OpenSSL data.
+        /// The TLS session (SSL* for OpenSSL) for TLS data, else 0.
         ssl: u64,
         bytes: Vec<u8>,
     },
@@ -104,6 +162,8 @@ pub enum DecodeError {
     Short(usize),
     #[error("unknown event kind {0}")]
     UnknownKind(u8),
+    #[error("unknown data source {0}")]
+    UnknownSource(u8),
     #[error("data event claims {claimed} payload bytes but carries {carried}")]
     BadLength { claimed: usize, carried: usize },
 }
@@ -164,19 +224,15 @@ impl Decoder {
                 }
                 CaptureEvent::Data {
                     origin,
-                    source: if qmon_source(ev.source as u32) == qmon_source::QMON_SRC_OPENSSL {
-                        Source::OpenSsl
-                    } else {
-                        Source::Syscall
-                    },
+                    source: Source::from_raw(ev.source)?,
                     dir: if ev.dir == 0 {
                         Direction::Egress
                     } else {
                         Direction::Ingress
                     },
-                    pos: (ev.pos != u64::MAX).then_some(ev.pos),
+                    pos: (ev.pos != POS_UNKNOWN).then_some(ev.pos),
                     call_len: ev.call_len,
-                    ssl: ev.ssl,
+                    ssl: ev.session,
                     bytes: self.pool.filled(&payload[..len]),
                 }
             }
@@ -275,6 +331,33 @@ mod tests {
         rec.extend_from_slice(b"hello");
         assert!(matches!(d.decode(&rec), Err(DecodeError::BadLength { .. })));
         assert!(matches!(d.decode(&rec[..3]), Err(DecodeError::Short(3))));
+    }
+
+    #[test]
+    fn decodes_tls_sources_and_unknown_positions() {
+        let mut ev = qmon_data_event::default();
+        ev.hdr.kind = qmon_event_kind::QMON_EV_DATA.0 as u8;
+        ev.source = qmon_source::QMON_SRC_OPENSSL.0 as u8;
+        ev.pos = u64::MAX;
+        ev.session = 0x1234;
+        let d = Decoder::default();
+        match d.decode(&as_bytes(&ev)).unwrap() {
+            CaptureEvent::Data {
+                source, pos, ssl, ..
+            } => {
+                assert_eq!(source, Source::Tls(&tls::OPENSSL));
+                assert_eq!(source.as_str(), "openssl");
+                assert_eq!(Source::from_name("openssl"), Some(source));
+                assert_eq!(pos, None);
+                assert_eq!(ssl, 0x1234);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        ev.source = 200;
+        assert_eq!(
+            d.decode(&as_bytes(&ev)),
+            Err(DecodeError::UnknownSource(200))
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Capture: load the BPF programs, attach them, and stream decoded events.
 //!
 //! One thread owns the BPF object. It polls the ring buffer, decodes records
-//! into [`CaptureEvent`]s for the next stage, attaches OpenSSL uprobes to
-//! new library copies as processes exec or open them, and publishes the
-//! kernel-side loss counters in [`CaptureStats`].
+//! into [`CaptureEvent`]s for the next stage, attaches the TLS stacks'
+//! uprobes (the table in [`tls`]) to new copies as processes exec or open
+//! them, and publishes the kernel-side loss counters in [`CaptureStats`].
 
 mod bench_toggle;
 pub mod bufpool;
@@ -12,7 +12,7 @@ pub mod kernel;
 pub mod pause;
 pub mod replay;
 mod retprobe;
-pub mod tls_libs;
+pub mod tls;
 pub mod trace_format;
 
 use std::collections::{HashMap, HashSet};
@@ -25,19 +25,24 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
-use qmon_bpf::types::{qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat};
+use qmon_bpf::types::{
+    qmon_conn_flags, qmon_conn_key, qmon_conn_state, qmon_const, qmon_stat, qmon_stream,
+};
 use qmon_bpf::QmonSkelBuilder;
 
 pub use bench_toggle::BenchToggle;
 pub use bufpool::BufPool;
 pub use events::{CaptureEvent, Role, Source};
 pub use kernel::{AttachMode, Features};
-use tls_libs::{FileId, FileVersion, Inspection, TlsLib};
+use tls::{FileId, FileVersion, Inspection, TlsLib, TlsStack};
 
 /// Largest payload carried by one data event (from qmon.h).
 pub const CHUNK_MAX: u32 = qmon_const::QMON_CHUNK_MAX.0;
 /// Largest number of chunks a single call may be split into (from qmon.h).
 pub const CHUNKS_HARD_MAX: u32 = qmon_const::QMON_CHUNKS_HARD_MAX.0;
+/// Set in a TLS session pointer to key the stream of data whose fd (and so
+/// conn_id) is unknown (from qmon.h).
+pub const UNKNOWN_FD_STREAM_BIT: u64 = 1 << qmon_stream::QMON_UNKNOWN_FD_KEY_BIT.0;
 
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
@@ -107,9 +112,11 @@ pub struct CaptureStats {
     pub libs_attached: AtomicU64,
 }
 
-/// A library qmon attached to, or decided not to.
+/// A copy of a TLS stack qmon attached to, or decided not to.
 #[derive(Debug, Clone)]
 pub struct LibStatus {
+    /// The stack's name ("openssl").
+    pub stack: &'static str,
     pub path: String,
     pub pid: u32,
     pub inode: u64,
@@ -287,12 +294,12 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
 
 type Ready = Result<(AttachMode, MapHandle), CaptureError>;
 
-/// Uprobe attachments, one set per library file.
+/// Uprobe attachments, one set per (TLS stack, file).
 struct Uprobes<'a, 'o> {
     skel: &'a qmon_bpf::QmonSkel<'o>,
-    attached: HashMap<FileId, Vec<Link>>,
+    attached: HashMap<(&'static TlsStack, FileId), Vec<Link>>,
     /// File versions inspected and found unusable, so they are not re-read.
-    rejected: HashSet<FileVersion>,
+    rejected: HashSet<(&'static TlsStack, FileVersion)>,
     libs: Arc<Mutex<Vec<LibStatus>>>,
     stats: Arc<CaptureStats>,
 }
@@ -300,14 +307,25 @@ struct Uprobes<'a, 'o> {
 impl Uprobes<'_, '_> {
     /// Attached already, or this version found unusable.
     fn known(&self, lib: &TlsLib) -> bool {
-        self.attached.contains_key(&lib.id) || self.rejected.contains(&lib.version)
+        self.attached.contains_key(&(lib.stack, lib.id.clone()))
+            || self.rejected.contains(&(lib.stack, lib.version.clone()))
+    }
+
+    /// One of the BPF object's programs, by the name the table gives.
+    fn program(&self, name: &str) -> Option<libbpf_rs::ProgramMut<'_>> {
+        self.skel
+            .object()
+            .progs_mut()
+            .find(|p| p.name() == std::ffi::OsStr::new(name))
     }
 
     fn attach(&mut self, lib: &TlsLib) -> Option<LibStatus> {
         if self.known(lib) {
             return None;
         }
+        let stack = lib.stack;
         let mut status = LibStatus {
+            stack: stack.name,
             path: lib.path.clone(),
             pid: lib.pid,
             inode: lib.id.ino,
@@ -325,56 +343,53 @@ impl Uprobes<'_, '_> {
                 return Some(status);
             }
         };
-        let symbols = match tls_libs::inspect_file(&file) {
+        let symbols = match tls::inspect_file(&file, stack) {
             Inspection::Usable { symbols } => symbols,
             Inspection::Skip { reason } => {
-                tracing::warn!(path = %lib.path, pid = lib.pid, "not attaching to TLS library: {reason}");
-                self.rejected.insert(lib.version.clone());
+                tracing::warn!(path = %lib.path, pid = lib.pid, stack = stack.name, "not attaching to TLS library: {reason}");
+                self.rejected.insert((stack, lib.version.clone()));
                 status.skipped = Some(reason);
                 self.record(status.clone());
                 return Some(status);
             }
         };
         let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-        let progs = &self.skel.progs;
         let mut links = Vec::new();
         let mut failures = Vec::new();
-        for (sym, offset) in &symbols {
-            let (entry, ret) = match *sym {
-                tls_libs::SSL_WRITE => (&progs.ssl_write_enter, true),
-                tls_libs::SSL_READ => (&progs.ssl_read_enter, true),
-                tls_libs::SSL_WRITE_EX => (&progs.ssl_write_ex_enter, true),
-                tls_libs::SSL_READ_EX => (&progs.ssl_read_ex_enter, true),
-                _ => (&progs.ssl_free_enter, false),
+        for (probe, offset) in &symbols {
+            // The table's entry program, and its return program if it has one.
+            let one = |prog: &str, retprobe: bool| -> Result<Link, String> {
+                let p = self
+                    .program(prog)
+                    .ok_or_else(|| format!("no BPF program {prog}"))?;
+                p.attach_uprobe(retprobe, -1, &fd_path, *offset as usize)
+                    .map_err(|e| e.to_string())
             };
-            let one = |prog: &libbpf_rs::ProgramMut, retprobe: bool| {
-                prog.attach_uprobe(retprobe, -1, &fd_path, *offset as usize)
-            };
-            match one(entry, false) {
+            match one(probe.entry, false) {
                 Ok(l) => links.push(l),
                 Err(e) => {
-                    failures.push(format!("{sym}: {e}"));
+                    failures.push(format!("{}: {e}", probe.symbol));
                     continue;
                 }
             }
-            if ret {
-                match one(&progs.ssl_rw_exit, true) {
+            if let Some(ret) = probe.ret {
+                match one(ret, true) {
                     Ok(l) => links.push(l),
-                    Err(e) => failures.push(format!("{sym} (return): {e}")),
+                    Err(e) => failures.push(format!("{} (return): {e}", probe.symbol)),
                 }
             }
-            status.attached.push(sym);
+            status.attached.push(probe.symbol);
         }
         if !failures.is_empty() {
             // Logged once per library; capture goes on without it.
-            tracing::warn!(path = %lib.path, "some OpenSSL probes failed to attach: {}", failures.join("; "));
+            tracing::warn!(path = %lib.path, "some {} probes failed to attach: {}", stack.title, failures.join("; "));
         }
         if links.is_empty() {
-            self.rejected.insert(lib.version.clone());
+            self.rejected.insert((stack, lib.version.clone()));
             status.skipped = Some(failures.join("; "));
         } else {
-            tracing::info!(path = %lib.path, pid = lib.pid, inode = lib.id.ino, functions = ?status.attached, "attached to TLS library");
-            self.attached.insert(lib.id.clone(), links);
+            tracing::info!(path = %lib.path, pid = lib.pid, inode = lib.id.ino, stack = stack.name, functions = ?status.attached, "attached to TLS library");
+            self.attached.insert((stack, lib.id.clone()), links);
             self.stats
                 .libs_attached
                 .store(self.attached.len() as u64, Ordering::Relaxed);
@@ -470,7 +485,7 @@ fn run(
         libs,
         stats: stats.clone(),
     };
-    for lib in tls_libs::scan_all() {
+    for lib in tls::scan_all() {
         uprobes.attach(&lib);
     }
 
@@ -486,7 +501,7 @@ fn run(
             Ok(ev) => {
                 // Attach right here, in event order: a process that just
                 // opened a new libssl copy may call SSL_write within
-                // milliseconds.
+                // milliseconds (and likewise for every TLS stack).
                 match &ev {
                     CaptureEvent::LibOpen { origin, path } => {
                         attach_new(&mut uprobes, &mut seen_exes, origin, path)
@@ -577,7 +592,8 @@ fn run(
 }
 
 /// Attach to a library a process opened, or to its executable if it links
-/// OpenSSL statically. The thread that revealed it is held still meanwhile.
+/// a TLS stack statically. The thread that revealed it is held still
+/// meanwhile.
 fn attach_new(
     uprobes: &mut Uprobes,
     seen_exes: &mut HashSet<FileVersion>,
@@ -585,34 +601,57 @@ fn attach_new(
     path: &str,
 ) {
     let pid = origin.tgid;
-    let lib = if path.starts_with("/proc/") && path.ends_with("/exe") {
+    let libs: Vec<TlsLib> = if path.starts_with("/proc/") && path.ends_with("/exe") {
+        let stacks: Vec<&'static TlsStack> = tls::STACKS
+            .iter()
+            .copied()
+            .filter(|s| s.files.executables)
+            .collect();
+        let Some(&first) = stacks.first() else {
+            return;
+        };
         let Ok(target) = std::fs::read_link(path) else {
             return;
         };
-        let Some(lib) = tls_libs::resolve(pid, &target.to_string_lossy()) else {
+        let Some(exe) = tls::resolve(first, pid, &target.to_string_lossy()) else {
             return;
         };
-        // Most executables are not OpenSSL: inspect each file once, quietly.
-        if !seen_exes.insert(lib.version.clone())
-            || !matches!(tls_libs::inspect(&lib.host_path), Inspection::Usable { .. })
-        {
+        // Most executables link no TLS stack: inspect each file once,
+        // quietly, for every stack at once.
+        if !seen_exes.insert(exe.version.clone()) {
             return;
         }
-        lib
+        let Ok(file) = std::fs::File::open(&exe.host_path) else {
+            return;
+        };
+        tls::inspect_stacks(&file, &stacks)
+            .into_iter()
+            .zip(stacks)
+            .filter(|(i, _)| matches!(i, Inspection::Usable { .. }))
+            .map(|(_, stack)| exe.as_stack(stack))
+            .collect()
     } else {
-        match tls_libs::resolve(pid, path) {
-            Some(lib) => lib,
+        let Some(stack) = tls::stack_of_opened(path) else {
+            return;
+        };
+        match tls::resolve(stack, pid, path) {
+            Some(lib) => vec![lib],
             None => return,
         }
     };
-    if uprobes.known(&lib) {
+    let libs: Vec<TlsLib> = libs.into_iter().filter(|l| !uprobes.known(l)).collect();
+    if libs.is_empty() {
         return;
     }
     let paused = pause::pause(origin.tid);
-    if uprobes.attach(&lib).is_some() {
+    for lib in &libs {
+        if uprobes.attach(lib).is_none() {
+            continue;
+        }
         let now = qmon_vocab::now_ns();
         tracing::debug!(
             pid,
+            stack = lib.stack.name,
             paused = paused.is_some(),
             since_open_us = now.saturating_sub(origin.ts_ns) / 1000,
             "attached a library first seen at run time"
@@ -636,6 +675,8 @@ fn load<'o>(
         ro.capture_server = opts.capture_server;
         ro.qmon_bench_noop = opts.bench_noop || opts.bench_toggle.is_some();
         ro.qmon_bench_toggle = opts.bench_toggle.is_some();
+        // Which library opens the BPF side reports: the table's prefixes.
+        ro.tls_lib_prefixes = tls::lib_prefix_slots().map_err(CaptureError::Load)?;
     }
     open.maps
         .events

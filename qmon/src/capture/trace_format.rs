@@ -87,14 +87,9 @@ pub struct CloseRecord {
     pub ts: u64,
 }
 
-/// Where data was read: the socket syscalls, or OpenSSL (plaintext).
-/// Variants are spelled as on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TraceSource {
-    Syscall,
-    Openssl,
-}
+/// Where data was read: the socket syscalls, or a TLS stack's plaintext;
+/// on the wire, its name (`"syscall"`, `"openssl"`, …).
+pub type TraceSource = Source;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -192,24 +187,6 @@ impl From<&CaptureStats> for StatsRecord {
     }
 }
 
-impl From<Source> for TraceSource {
-    fn from(s: Source) -> TraceSource {
-        match s {
-            Source::Syscall => TraceSource::Syscall,
-            Source::OpenSsl => TraceSource::Openssl,
-        }
-    }
-}
-
-impl From<TraceSource> for Source {
-    fn from(s: TraceSource) -> Source {
-        match s {
-            TraceSource::Syscall => Source::Syscall,
-            TraceSource::Openssl => Source::OpenSsl,
-        }
-    }
-}
-
 impl From<Direction> for TraceDir {
     fn from(d: Direction) -> TraceDir {
         match d {
@@ -277,7 +254,7 @@ impl From<&CaptureEvent> for TraceRecord {
                 tid: Some(origin.tid),
                 fd: origin.fd,
                 conn_id: origin.conn_id,
-                source: (*source).into(),
+                source: *source,
                 dir: (*dir).into(),
                 pos: *pos,
                 len: bytes.len() as u64,
@@ -330,7 +307,7 @@ impl TraceRecord {
             },
             TraceRecord::Data(d) => CaptureEvent::Data {
                 origin: origin(d.pid, d.tid, d.fd, d.conn_id, d.ts),
-                source: d.source.into(),
+                source: d.source,
                 dir: d.dir.into(),
                 pos: d.pos,
                 call_len: d.call_len,

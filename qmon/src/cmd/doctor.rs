@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::path::{Path, PathBuf};
 
 use qmon::capture::kernel::{self, Features};
-use qmon::capture::tls_libs::{self, Inspection};
+use qmon::capture::tls::{self, Inspection};
 use qmon::config::{self, FileConfig};
 use qmon::sinks::store;
 use qmon_vocab::now_ns;
@@ -37,27 +37,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     ] {
         println!("  {name:<20} {}", yes(f.has_cap(cap)));
     }
-    println!("TLS libraries in running processes:");
-    let libs = tls_libs::scan_all();
-    if libs.is_empty() {
-        println!(
-            "  none mapped right now (libraries loaded later are attached as processes open them)"
-        );
-    }
-    for lib in libs {
-        match tls_libs::inspect(&lib.host_path) {
-            i @ Inspection::Usable { .. } => println!(
-                "  attach  {} (pid {}, inode {}): {}",
-                lib.path,
-                lib.pid,
-                lib.id.ino,
-                i.names().join(", ")
-            ),
-            Inspection::Skip { reason } => {
-                println!("  skip    {} (pid {}): {reason}", lib.path, lib.pid)
-            }
-        }
-    }
+    tls_stacks();
     let mut problems = f.problems();
 
     // Configuration and capture scope.
@@ -103,6 +83,50 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             println!("problem           {p}");
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Per TLS stack of the table: where qmon looks for it, and every copy in a
+/// running process it would attach to, or why it would skip it.
+fn tls_stacks() {
+    println!("TLS libraries in running processes:");
+    let libs = tls::scan_all();
+    for stack in tls::STACKS {
+        let mut found = Vec::new();
+        if let Some(prefix) = stack.files.lib_prefix {
+            found.push(format!("{prefix}*.so*"));
+        }
+        if stack.files.executables {
+            found.push("executables linking it statically (checked at exec)".to_string());
+        }
+        println!(
+            "  {} ({}): {}; fd by {}",
+            stack.name,
+            stack.title,
+            found.join(", "),
+            stack.fd.as_str()
+        );
+        let mut none = true;
+        for lib in libs.iter().filter(|l| l.stack == *stack) {
+            none = false;
+            match tls::inspect(&lib.host_path, stack) {
+                i @ Inspection::Usable { .. } => println!(
+                    "    attach  {} (pid {}, inode {}): {}",
+                    lib.path,
+                    lib.pid,
+                    lib.id.ino,
+                    i.names().join(", ")
+                ),
+                Inspection::Skip { reason } => {
+                    println!("    skip    {} (pid {}): {reason}", lib.path, lib.pid)
+                }
+            }
+        }
+        if none {
+            println!(
+                "    none mapped right now (libraries loaded later are attached as processes open them)"
+            );
+        }
     }
 }
 

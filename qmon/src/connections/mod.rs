@@ -190,7 +190,7 @@ impl ConnTable {
                     id: if origin.conn_id != 0 {
                         origin.conn_id
                     } else {
-                        ssl | (1 << 63)
+                        ssl | crate::capture::UNKNOWN_FD_STREAM_BIT
                     },
                 };
                 if !self.conns.contains_key(&key) {

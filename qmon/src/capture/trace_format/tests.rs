@@ -159,7 +159,7 @@ fn committed_lines_decode_and_reencode_to_the_same_json() {
         TraceRecord::Data(d) => {
             assert_eq!(
                 (d.source, d.dir, d.pos),
-                (TraceSource::Openssl, TraceDir::Egress, Some(0))
+                (TraceSource::OpenSsl, TraceDir::Egress, Some(0))
             );
             assert_eq!(d.len, 70);
             assert_eq!(d.ssl, 45640768);
