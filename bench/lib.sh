@@ -9,8 +9,8 @@ QMON=${QMON:-$CARGO_TARGET_DIR/release/qmon}
 PY=/usr/bin/python3            # Debian's python: its _ssl links the system libssl.so.3
 CLIENT="$PY $BENCH_DIR/client.py"
 WORK=$(mktemp -d /dev/shm/qmon-bench.XXXXXX)   # tmpfs: databases, nginx state
-TLS_PORT=18443
-HTTP_PORT=18080
+TLS_PORT=${TLS_PORT:-18443}
+HTTP_PORT=${HTTP_PORT:-18080}
 TRACER_PID=
 # PIN=1: the workload (nginx, client) on CPU 0, the tracer on CPU 1, so the
 # tracer's userspace CPU is not taken from the traced loop.
