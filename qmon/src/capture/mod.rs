@@ -112,6 +112,47 @@ pub struct CaptureStats {
     pub libs_attached: AtomicU64,
 }
 
+/// The kernel side's counters, as last read by the capture thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureCounters {
+    /// Ring buffer events received.
+    pub events: u64,
+    pub decode_errors: u64,
+    /// Events the kernel could not deliver (ring buffer full).
+    pub lost_events: u64,
+    /// Payload bytes in those events.
+    pub lost_bytes: u64,
+    /// Bytes past the per-call copy limit, never copied.
+    pub truncated_bytes: u64,
+    /// Syscall returns the kernel could not report (kprobe mode).
+    pub probe_missed: u64,
+    /// Data calls skipped in the kernel because their connection is muted.
+    pub muted_calls: u64,
+    pub ring_size: u64,
+    pub ring_used: u64,
+    pub libs_attached: u64,
+}
+
+impl CaptureStats {
+    /// Every counter, now.
+    pub fn snapshot(&self) -> CaptureCounters {
+        let s = self;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CaptureCounters {
+            events: g(&s.events),
+            decode_errors: g(&s.decode_errors),
+            lost_events: g(&s.lost_events),
+            lost_bytes: g(&s.lost_bytes),
+            truncated_bytes: g(&s.truncated_bytes),
+            probe_missed: g(&s.probe_missed),
+            muted_calls: g(&s.muted_calls),
+            ring_size: g(&s.ring_size),
+            ring_used: g(&s.ring_used),
+            libs_attached: g(&s.libs_attached),
+        }
+    }
+}
+
 /// A copy of a TLS stack qmon attached to, or decided not to.
 #[derive(Debug, Clone)]
 pub struct LibStatus {

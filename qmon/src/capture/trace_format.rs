@@ -22,7 +22,6 @@
 //! recordings of them: this type is the format, so change it compatibly.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -175,14 +174,14 @@ pub struct StatsRecord {
 
 impl From<&CaptureStats> for StatsRecord {
     fn from(s: &CaptureStats) -> StatsRecord {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = s.snapshot();
         StatsRecord {
-            events: g(&s.events),
-            lost_events: g(&s.lost_events),
-            lost_bytes: g(&s.lost_bytes),
-            truncated_bytes: g(&s.truncated_bytes),
-            decode_errors: g(&s.decode_errors),
-            libs_attached: g(&s.libs_attached),
+            events: c.events,
+            lost_events: c.lost_events,
+            lost_bytes: c.lost_bytes,
+            truncated_bytes: c.truncated_bytes,
+            decode_errors: c.decode_errors,
+            libs_attached: c.libs_attached,
         }
     }
 }

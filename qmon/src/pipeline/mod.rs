@@ -29,8 +29,9 @@ use crate::connections::{ConnStats, ConnTable, Effect};
 use qmon_protocols::ParserLimits;
 use qmon_vocab::now_ns;
 
+pub use crate::capture::CaptureCounters;
 pub use sink::Sink;
-pub use status::{CaptureCounters, Status};
+pub use status::Status;
 
 /// What is recorded, and how it is cleaned: set at start, replaced on reload.
 #[derive(Debug, Clone, Default)]
@@ -142,7 +143,7 @@ impl Pipeline {
             capture: self
                 .capture
                 .as_deref()
-                .map(CaptureCounters::read)
+                .map(CaptureStats::snapshot)
                 .unwrap_or_default(),
             conns: self.table.stats.clone(),
             calls: self.calls,
