@@ -34,7 +34,8 @@
 #   QMON_VM_SKIP      test binaries not run in guests. Default: "harness"
 #                     (self-tests of the test servers) and the suites that
 #                     exercise userspace only, above the capture layer (top,
-#                     metrics, config, diskfull, packaging, dashboards); they
+#                     metrics, config, diskfull, packaging, dashboards,
+#                     pipeline); they
 #                     run on the host. The guests run capture, record, http2
 #                     and cli: everything the kernel can change. See
 #                     docs/compatibility.md. Set empty to run everything.
@@ -52,7 +53,7 @@ MEM="${QMON_VM_MEM:-1536M}"
 SMP="${QMON_VM_SMP:-2}"
 TIMEOUT="${QMON_VM_TIMEOUT:-1200}"
 TCG_THREAD="${QMON_VM_TCG_THREAD:-single}"
-SKIP="${QMON_VM_SKIP-harness top metrics config diskfull packaging dashboards}"
+SKIP="${QMON_VM_SKIP-harness top metrics config diskfull packaging dashboards pipeline}"
 
 log() { echo "vm: $*" >&2; }
 
