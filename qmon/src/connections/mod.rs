@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::calls::Exchange;
 use crate::capture::events::Origin;
 use crate::capture::{CaptureEvent, Mute, Role, Source};
 pub use detect::Detected;
@@ -24,7 +23,7 @@ use detect::Detector;
 use detect::DETECT_GIVE_UP;
 use qmon_protocols::http1::Http1Parser;
 use qmon_protocols::http2::Http2Parser;
-use qmon_protocols::{Direction, Parser, ParserLimits, Progress, UpgradeTo};
+use qmon_protocols::{Direction, Exchange, Parser, ParserLimits, Progress, UpgradeTo};
 use reorder::Positions;
 
 /// Counters for qmon's own health.
