@@ -632,3 +632,20 @@ fn colour_marks_errors_and_slow_latency_and_no_color_turns_it_off() {
         .iter()
         .any(|(_, fg, _)| *fg == Color::Yellow));
 }
+
+/// The README's live-view captures are what the code draws.
+#[test]
+fn readme_shows_the_screens_as_drawn() {
+    const README: &str = include_str!("../../../../../README.md");
+    let chart: Vec<&str> = CHART_SNAPSHOT.trim_matches('\n').lines().collect();
+    // The chart pane: between the header lines and the footer.
+    let pane = chart[2..chart.len() - 1].join("\n");
+    assert!(README.contains(&pane), "README's chart capture is stale");
+    let table = screen(&programs_app(false, false));
+    let table: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+    let table = table[..table.len() - 1].join("\n");
+    assert!(
+        README.contains(&table),
+        "README's table capture is stale:\n{table}"
+    );
+}
