@@ -81,8 +81,9 @@ impl App {
     pub fn ingest(&mut self, feed: Feed) {
         match feed {
             Feed::Calls(calls) => {
+                let now = qmon_vocab::now_ns();
                 for c in calls {
-                    self.model.push(c);
+                    self.model.push_at(c, now);
                 }
             }
             Feed::Status(s) => self.status = s,

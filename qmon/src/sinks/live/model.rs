@@ -612,7 +612,14 @@ impl Model {
         &self.trends
     }
 
+    /// Add a call, as of the wall clock.
     pub fn push(&mut self, c: CallSample) {
+        self.push_at(c, qmon_vocab::now_ns());
+    }
+
+    /// Add a call; `now_ns` is the wall clock (calls stamped far past it
+    /// are kept in the ring but not in the time buckets).
+    pub fn push_at(&mut self, c: CallSample, now_ns: u64) {
         if self.ring.len() >= self.limits.max_calls {
             if let Some(old) = self.ring.pop_front() {
                 self.evicted += 1;
@@ -620,7 +627,7 @@ impl Model {
             }
         }
         self.seen += 1;
-        self.trends.add(&c);
+        self.trends.add(&c, now_ns);
         self.ring.push_back(Arc::new(c));
     }
 

@@ -44,6 +44,11 @@ pub const HISTORY_NS: u64 = TIER_SLOTS as u64 * 15 * NS;
 
 const NS: u64 = 1_000_000_000;
 
+/// Calls starting further than this past the wall clock are not bucketed:
+/// one bad timestamp would otherwise make every later call look too old
+/// for the tiers to keep.
+pub const FUTURE_SLACK_NS: u64 = 60 * NS;
+
 /// The half-octave bin of a latency.
 pub fn lat_bin(ns: u64) -> usize {
     if ns == 0 {
@@ -155,6 +160,15 @@ struct Tier {
 }
 
 impl Tier {
+    /// The wall clock went back past this tier's newest bucket: start
+    /// again from the new time rather than ignore every call until the
+    /// clock catches up.
+    fn follow_clock(&mut self, now_idx: u64) {
+        if self.slots.back().is_some_and(|s| s.idx > now_idx) {
+            self.slots.clear();
+        }
+    }
+
     fn add(&mut self, idx: u64, error: bool, duration_ns: Option<u64>) {
         let newest = self.slots.back().map(|s| s.idx);
         match newest {
@@ -302,11 +316,13 @@ pub struct Series {
 }
 
 impl Series {
-    fn add(&mut self, c: &CallSample, clock: u64) {
+    fn add(&mut self, c: &CallSample, clock: u64, now_ns: u64) {
         self.touched = clock;
         self.newest_ns = self.newest_ns.max(c.started_ns);
         let error = c.is_error();
+        let latest = now_ns.saturating_add(FUTURE_SLACK_NS);
         for (tier, secs) in self.tiers.iter_mut().zip(TIER_SECS) {
+            tier.follow_clock(latest / (secs * NS));
             tier.add(c.started_ns / (secs * NS), error, c.duration_ns);
         }
     }
@@ -330,6 +346,8 @@ pub struct Trends {
     /// Newest call time of a series dropped while it still had history a
     /// chart could show: charts from before this are partial.
     pub lost_upto_ns: u64,
+    /// Calls not bucketed: they started too far past the wall clock.
+    pub future: u64,
 }
 
 /// Which tier and how many of its buckets a chart over `window_secs` uses
@@ -368,6 +386,7 @@ impl Trends {
             newest_ns: 0,
             dropped: 0,
             lost_upto_ns: 0,
+            future: 0,
         }
     }
 
@@ -379,19 +398,24 @@ impl Trends {
         self.series.is_empty()
     }
 
-    pub fn add(&mut self, c: &CallSample) {
+    /// Bucket `c`; `now_ns` is the wall clock (see [`FUTURE_SLACK_NS`]).
+    pub fn add(&mut self, c: &CallSample, now_ns: u64) {
+        if c.started_ns > now_ns.saturating_add(FUTURE_SLACK_NS) {
+            self.future += 1;
+            return;
+        }
         self.clock += 1;
         self.newest_ns = self.newest_ns.max(c.started_ns);
         let ident: &dyn Ident = c;
         if let Some(s) = self.series.get_mut(ident) {
-            s.add(c, self.clock);
+            s.add(c, self.clock, now_ns);
             return;
         }
         if self.series.len() >= self.max_series {
             self.evict();
         }
         let s = self.series.entry(SeriesKey::of(c)).or_default();
-        s.add(c, self.clock);
+        s.add(c, self.clock, now_ns);
     }
 
     /// Drop the least recently updated quarter of the series (at least
@@ -570,5 +594,29 @@ mod tests {
             t.add(200 + i, false, None);
             assert!(t.slots.len() <= TIER_SLOTS);
         }
+    }
+
+    #[test]
+    fn a_bad_timestamp_or_a_clock_step_back_does_not_blank_the_charts() {
+        use crate::sinks::live::model::tests::{sample, NOW, SEC};
+        let mut t = Trends::new(8);
+        let total = |t: &Trends| -> u32 {
+            let c = t.chart(|_| true, Some(60), NOW + SEC, 0);
+            c.buckets.iter().map(|(_, b)| b.reqs).sum()
+        };
+        // A call stamped an hour ahead is not bucketed, and later calls are.
+        let mut future = sample(1, "curl", "a", "/", 200, 1, 0);
+        future.started_ns = NOW + 3600 * SEC;
+        t.add(&future, NOW);
+        assert_eq!(t.future, 1);
+        t.add(&sample(1, "curl", "a", "/", 200, 1, 0), NOW);
+        assert_eq!(total(&t), 1);
+        // The clock steps an hour forward, then back: calls at the old
+        // time are charted again at once.
+        let mut later = sample(1, "curl", "a", "/", 200, 1, 0);
+        later.started_ns = NOW + 3600 * SEC;
+        t.add(&later, NOW + 3600 * SEC);
+        t.add(&sample(1, "curl", "a", "/", 200, 1, 0), NOW);
+        assert_eq!(total(&t), 1);
     }
 }

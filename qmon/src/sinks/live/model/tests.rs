@@ -527,7 +527,7 @@ fn time_buckets_stay_within_their_memory_bound_under_a_million_calls() {
         c.started_ns = NOW - 4 * 3600 * SEC + i * 14_400 * SEC / 1_000_000;
         c.status = Some(if i % 50 == 0 { 500 } else { 200 });
         c.duration_ns = Some(1_000 + (i % 5000) * 1_000_000);
-        t.add(&c);
+        t.add(&c, NOW);
         if i % 10_000 == 0 {
             peak_series = peak_series.max(t.len());
             peak_bytes = peak_bytes.max(t.heap_bytes());
