@@ -201,12 +201,27 @@ pub struct QueryArgs {
     pub sql: String,
 }
 
+/// `qmon top --group`: a process is a program (one executable name), or,
+/// with `pid`, one pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GroupArg {
     Process,
+    Pid,
     Host,
     HostRoute,
     ProcessHostRoute,
+    PidHostRoute,
+}
+
+/// `qmon top --format`: `qmon query`'s formats, with the text frame as
+/// the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopFormat {
+    #[value(alias = "table")]
+    Text,
+    Csv,
+    Json,
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +248,11 @@ pub struct TopArgs {
     #[arg(long, visible_alias = "batch")]
     pub once: bool,
 
+    /// Output of --once: text (the frame), or its rows as csv, json or
+    /// jsonl, as `qmon query` prints them. Any but text implies --once.
+    #[arg(long, value_enum, default_value_t = TopFormat::Text, value_name = "FORMAT")]
+    pub format: TopFormat,
+
     /// Refresh interval, e.g. 500ms, 1s (the screen refreshes at least
     /// once a second).
     #[arg(long, default_value = "1s", value_name = "TIME", value_parser = parse_interval)]
@@ -243,7 +263,7 @@ pub struct TopArgs {
     pub duration: Option<std::time::Duration>,
 
     /// Sort column: process, host, proto, reqs, rps, err, p50, p95, p99,
-    /// out, in.
+    /// out, in, pids.
     #[arg(long, default_value = "reqs", value_name = "COLUMN", value_parser = parse_column)]
     pub sort: qmon::sinks::live::model::Column,
 
@@ -251,12 +271,14 @@ pub struct TopArgs {
     #[arg(long)]
     pub reverse: bool,
 
-    /// Only calls whose process, host:port or route contains this.
+    /// Only calls whose process, executable, host:port or route contains
+    /// this.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
 
-    /// Group rows by.
-    #[arg(long, value_enum, default_value_t = GroupArg::Host)]
+    /// Group rows by: a process is a program (one row per executable
+    /// name, with a PIDS count); `pid` gives one row per pid.
+    #[arg(long, value_enum, default_value_t = GroupArg::Process)]
     pub group: GroupArg,
 
     /// Time window: 10s, 1m, 5m, 15m (or the same times spelled another
@@ -281,7 +303,7 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
 
 fn parse_column(s: &str) -> Result<qmon::sinks::live::model::Column, String> {
     qmon::sinks::live::model::Column::parse(s).ok_or_else(|| {
-        format!("{s:?}: one of process, host, proto, reqs, rps, err, p50, p95, p99, out, in")
+        format!("{s:?}: one of process, host, proto, reqs, rps, err, p50, p95, p99, out, in, pids")
     })
 }
 
@@ -337,5 +359,25 @@ mod tests {
             let e = top(&[flag, bad]).unwrap_err().to_string();
             assert!(e.contains(want), "{flag} {bad}: {e}");
         }
+    }
+
+    #[test]
+    fn top_groups_by_program_by_default_and_prints_query_formats() {
+        let t = top(&[]).unwrap();
+        assert_eq!(t.group, GroupArg::Process);
+        assert_eq!(t.format, TopFormat::Text);
+        assert_eq!(top(&["--group", "pid"]).unwrap().group, GroupArg::Pid);
+        let t = top(&["--group", "pid-host-route", "--format", "jsonl"]).unwrap();
+        assert_eq!(
+            (t.group, t.format),
+            (GroupArg::PidHostRoute, TopFormat::Jsonl)
+        );
+        assert_eq!(top(&["--format", "table"]).unwrap().format, TopFormat::Text);
+        assert_eq!(
+            top(&["--sort", "pids"]).unwrap().sort,
+            qmon::sinks::live::model::Column::Pids
+        );
+        let e = top(&["--format", "xml"]).unwrap_err().to_string();
+        assert!(e.contains("text, csv, json, jsonl"), "{e}");
     }
 }

@@ -382,6 +382,31 @@ fn once_shows_a_running_recorders_calls_without_capturing() -> Result<()> {
         "second capture: {err}"
     );
     assert_eq!(reqs_of_host(&out, &port), Some(2), "{out}");
+    // The same rows for scripts, as JSON (`--format` implies `--once`).
+    let (json, err) = top_once(
+        &[
+            "--db",
+            &dbs,
+            "--duration",
+            "1s",
+            "--group",
+            "host",
+            "--filter",
+            &port,
+            "--format",
+            "json",
+        ],
+        || Ok(()),
+    )?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&json).with_context(|| format!("{json}\nstderr:\n{err}"))?;
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["host"], format!("127.0.0.1{port}"), "{json}");
+    assert_eq!(
+        (&rows[0]["reqs"], &rows[0]["pids"]),
+        (&2.into(), &1.into()),
+        "{json}"
+    );
     rec.stop().assert_clean_exit();
     Ok(())
 }
@@ -390,4 +415,159 @@ fn once_shows_a_running_recorders_calls_without_capturing() -> Result<()> {
 fn reqs_of_host(screen: &str, needle: &str) -> Option<u64> {
     let row = data_rows(screen).into_iter().find(|l| l.contains(needle))?;
     row.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Python client: one keep-alive HTTPS connection to 127.0.0.1:argv[1]
+/// (CA argv[2]), a GET of /hello every 200 ms until killed.
+const PY_LONG_LIVED: &str = r#"
+import http.client, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+while True:
+    c.request("GET", "/hello")
+    c.getresponse().read()
+    time.sleep(0.2)
+"#;
+
+/// The PIDS column (last) of a table line.
+fn pids_of(row: &str) -> Option<u64> {
+    row.split_whitespace().last()?.parse().ok()
+}
+
+/// The issue's scenario: 20 short-lived curl runs and one long-lived Python
+/// client calling one API are two program rows (PIDS 20 and 1); `p` makes
+/// them 21 pid rows; `c` charts the selected row and Esc closes the chart;
+/// `q` gives the terminal back.
+#[test]
+fn programs_pids_and_charts_in_tmux() -> Result<()> {
+    let _g = serial();
+    let env = Env::new()?;
+    let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
+    let port = format!(":{}", srv.port);
+    let db = env.path().join("none.db");
+    let bin = qmon_bin()?;
+    let tmux = Tmux::start()?;
+    // Default grouping: by program.
+    tmux.text(&format!(
+        "{} top --db {} --interval 500ms --filter {port}",
+        bin.display(),
+        db.display()
+    ));
+    tmux.keys(&["Enter"]);
+    let (up, s) = tmux.wait(Duration::from_secs(60), |s| s.contains("sort REQS desc"));
+    assert!(up, "qmon top did not draw its screen; pane:\n{s}");
+    assert!(s.contains("group process"), "{s}");
+
+    let _py = KillOnDrop(
+        Command::new(qmon_e2e::python_bin())
+            .args(["-c", PY_LONG_LIVED, &srv.port.to_string(), &env.ca()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn the Python client")?,
+    );
+    let url = srv.url("/hello");
+    let ca = env.ca();
+    let mut curl_pids = Vec::new();
+    for _ in 0..20 {
+        let run = curl(&["--http1.1", "--cacert", &ca, "-o", "/dev/null", &url])?.ok();
+        curl_pids.push(run.pid);
+    }
+    let (ok, s) = tmux.wait(Duration::from_secs(20), |s| {
+        let rows = data_rows(s);
+        rows.len() == 2
+            && rows
+                .iter()
+                .any(|r| r.starts_with("curl ") && pids_of(r) == Some(20))
+            && rows
+                .iter()
+                .any(|r| r.starts_with("python3 ") && pids_of(r) == Some(1))
+    });
+    assert!(
+        ok,
+        "two program rows expected, curl with PIDS 20 and python3 with PIDS 1; pane:\n{s}"
+    );
+    assert!(s.contains("PIDS"), "{s}");
+    let curl_row = data_rows(&s)
+        .into_iter()
+        .find(|r| r.starts_with("curl "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        curl_row.split_whitespace().nth(3) == Some("20"),
+        "20 requests on the curl row: {curl_row}"
+    );
+
+    // p: one row per pid, 21 of them.
+    tmux.keys(&["p"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(5), |s| {
+        s.contains("group pid") && data_rows(s).len() == 21
+    });
+    assert!(ok, "p should show 21 pid rows; pane:\n{s}");
+    let rows = data_rows(&s);
+    assert!(rows.iter().all(|r| pids_of(r) == Some(1)), "{s}");
+    for pid in &curl_pids {
+        assert!(
+            rows.iter().any(|r| r.starts_with(&format!("curl[{pid}] "))),
+            "curl pid {pid} has no row; pane:\n{s}"
+        );
+    }
+    assert_eq!(
+        rows.iter().filter(|r| r.starts_with("python3[")).count(),
+        1,
+        "{s}"
+    );
+    // p again: programs.
+    tmux.keys(&["p"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(5), |s| {
+        s.contains("group process") && data_rows(s).len() == 2
+    });
+    assert!(ok, "p again should go back to 2 program rows; pane:\n{s}");
+
+    // c: the selected row's charts; Esc closes them.
+    tmux.keys(&["Home", "c"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(5), |s| {
+        s.contains("charts of ")
+            && s.contains("requests/s")
+            && s.contains("latency")
+            && s.contains("errors %")
+    });
+    assert!(ok, "c should open the charts; pane:\n{s}");
+    assert!(s.contains("1s buckets"), "{s}");
+    assert!(!s.contains("PROCESS"), "the table is replaced; pane:\n{s}");
+    assert!(tmux.alternate_on(), "still in the alternate screen");
+    tmux.keys(&["Escape"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(5), |s| {
+        !s.contains("charts of ") && data_rows(s).len() == 2
+    });
+    assert!(ok, "Esc should close the charts; pane:\n{s}");
+
+    // q quits and gives the terminal back.
+    tmux.keys(&["q"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(20), |s| {
+        !s.contains("sort REQS") && s.lines().any(|l| l.trim_end() == "TOPSHELL$")
+    });
+    assert!(ok, "q should restore the shell; pane:\n{s}");
+    assert!(!tmux.alternate_on(), "alternate screen still on");
+    tmux.text("echo top-exit-$?");
+    tmux.keys(&["Enter"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(5), |s| {
+        s.lines().any(|l| l.trim() == "top-exit-0")
+    });
+    assert!(
+        ok,
+        "qmon top should exit 0 and leave a sane tty; pane:\n{s}"
+    );
+    Ok(())
 }

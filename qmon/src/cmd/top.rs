@@ -24,12 +24,20 @@ use qmon_vocab::now_ns;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
-use crate::cli::{GroupArg, TopArgs};
+use crate::cli::{GroupArg, TopArgs, TopFormat};
 
 /// The screen never goes longer than this without a refresh.
 const MAX_REFRESH: Duration = Duration::from_secs(1);
 
 pub fn run(mut args: TopArgs, matches: Option<&ArgMatches>) -> anyhow::Result<ExitCode> {
+    // Rows for scripts are one frame: no screen to refresh.
+    let format = match args.format {
+        TopFormat::Text => text::Format::Text,
+        TopFormat::Csv => text::Format::Csv,
+        TopFormat::Json => text::Format::Json,
+        TopFormat::Jsonl => text::Format::Jsonl,
+    };
+    args.once |= format != text::Format::Text;
     if !args.once && !std::io::stdout().is_terminal() {
         anyhow::bail!("stdout is not a terminal; use `qmon top --once` for plain text");
     }
@@ -42,13 +50,17 @@ pub fn run(mut args: TopArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     super::apply_file_top(&mut args, &file, matches);
     let stop = super::stop_flag()?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (grouping, by_pid) = match args.group {
+        GroupArg::Process => (Grouping::Process, false),
+        GroupArg::Pid => (Grouping::Process, true),
+        GroupArg::Host => (Grouping::Host, false),
+        GroupArg::HostRoute => (Grouping::HostRoute, false),
+        GroupArg::ProcessHostRoute => (Grouping::ProcessHostRoute, false),
+        GroupArg::PidHostRoute => (Grouping::ProcessHostRoute, true),
+    };
     let spec = ViewSpec {
-        grouping: match args.group {
-            GroupArg::Process => Grouping::Process,
-            GroupArg::Host => Grouping::Host,
-            GroupArg::HostRoute => Grouping::HostRoute,
-            GroupArg::ProcessHostRoute => Grouping::ProcessHostRoute,
-        },
+        grouping,
+        by_pid,
         window: args.window,
         sort: args.sort,
         desc: args.sort.default_desc() != args.reverse,
@@ -75,7 +87,7 @@ pub fn run(mut args: TopArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         drain(&rx, &mut app);
         app.tick(now_ns());
         let mut out = std::io::stdout().lock();
-        out.write_all(text::render(&app).as_bytes())?;
+        out.write_all(text::render_as(&app, format).as_bytes())?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -3,15 +3,21 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::model::{Column, GroupKey, Model, Row, View, ViewSpec};
+use super::model::{Column, GroupKey, Grouping, Model, Row, View, ViewSpec};
 use super::source::{Feed, SourceStatus};
+use super::trends::Chart;
 
 /// Which screen is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Table,
-    /// Recent calls of one row.
+    /// Pids and recent calls of one row.
     Detail(GroupKey),
+    /// Charts of one row; Esc goes back to its calls if it came from them.
+    Chart {
+        key: GroupKey,
+        from_detail: bool,
+    },
     Help,
 }
 
@@ -38,6 +44,8 @@ pub struct App {
     pub color: bool,
     /// The computed frame.
     pub view: View,
+    /// The chart of the row shown in [`Mode::Chart`].
+    pub chart: Option<Chart>,
     /// Index into `view.rows`.
     pub selected: usize,
     selected_key: Option<GroupKey>,
@@ -58,6 +66,7 @@ impl App {
             source,
             color,
             view: View::default(),
+            chart: None,
             selected: 0,
             selected_key: None,
             detail_scroll: 0,
@@ -72,8 +81,9 @@ impl App {
     pub fn ingest(&mut self, feed: Feed) {
         match feed {
             Feed::Calls(calls) => {
+                let now = qmon_vocab::now_ns();
                 for c in calls {
-                    self.model.push(c);
+                    self.model.push_at(c, now);
                 }
             }
             Feed::Status(s) => self.status = s,
@@ -97,6 +107,10 @@ impl App {
             None => (self.now_ns, None),
         };
         self.view = self.model.view(&self.spec, now, upto);
+        self.chart = match &self.mode {
+            Mode::Chart { key, .. } => Some(self.model.chart(&self.spec, &self.view, key, now)),
+            _ => None,
+        };
         self.selected = self
             .selected_key
             .as_ref()
@@ -110,10 +124,13 @@ impl App {
         self.view.rows.get(self.selected)
     }
 
-    /// The row the drill-down shows, if it is still in the window.
+    /// The row the drill-down or the chart shows, if it is still in the
+    /// window.
     pub fn detail_row(&self) -> Option<&Row> {
         match &self.mode {
-            Mode::Detail(k) => self.view.rows.iter().find(|r| &r.key == k),
+            Mode::Detail(k) | Mode::Chart { key: k, .. } => {
+                self.view.rows.iter().find(|r| &r.key == k)
+            }
             _ => None,
         }
     }
@@ -162,6 +179,22 @@ impl App {
                 self.mode = Mode::Table
             }
             (Mode::Help, _) => return Action::None,
+            (
+                Mode::Chart { key, from_detail },
+                KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('c'),
+            ) => {
+                self.mode = if *from_detail {
+                    Mode::Detail(key.clone())
+                } else {
+                    Mode::Table
+                }
+            }
+            (Mode::Detail(key), KeyCode::Char('c')) => {
+                self.mode = Mode::Chart {
+                    key: key.clone(),
+                    from_detail: true,
+                }
+            }
             (Mode::Detail(_), KeyCode::Esc | KeyCode::Backspace | KeyCode::Left) => {
                 self.mode = Mode::Table
             }
@@ -182,7 +215,7 @@ impl App {
                 };
             }
             (_, KeyCode::Char('t')) => self.spec.window = self.spec.window.next(),
-            (Mode::Detail(_), _) => return Action::None,
+            (Mode::Detail(_) | Mode::Chart { .. }, _) => return Action::None,
             (Mode::Table, KeyCode::Char('/')) => self.editing_filter = true,
             (Mode::Table, KeyCode::Esc) => self.spec.filter.clear(),
             (Mode::Table, KeyCode::Char('s')) => {
@@ -200,10 +233,30 @@ impl App {
                 self.selected_key = None;
                 self.selected = 0;
             }
+            (Mode::Table, KeyCode::Char('p')) => {
+                // One row per pid, or back to one per program; from a
+                // grouping without processes, straight to pids.
+                if self.spec.grouping.has_process() {
+                    self.spec.by_pid = !self.spec.by_pid;
+                } else {
+                    self.spec.grouping = Grouping::Process;
+                    self.spec.by_pid = true;
+                }
+                self.selected_key = None;
+                self.selected = 0;
+            }
             (Mode::Table, KeyCode::Enter) => {
                 if let Some(r) = self.selected_row() {
                     self.mode = Mode::Detail(r.key.clone());
                     self.detail_scroll = 0;
+                }
+            }
+            (Mode::Table, KeyCode::Char('c')) => {
+                if let Some(r) = self.selected_row() {
+                    self.mode = Mode::Chart {
+                        key: r.key.clone(),
+                        from_detail: false,
+                    };
                 }
             }
             (Mode::Table, KeyCode::Down | KeyCode::Char('j')) => self.select(self.selected + 1),

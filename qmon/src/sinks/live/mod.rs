@@ -2,6 +2,7 @@
 //!
 //! One concern per file:
 //! * [`model`]: windowed aggregation over a bounded ring of recent calls;
+//! * [`trends`]: bounded per-series time buckets, for the charts;
 //! * [`source`]: where calls come from (in-process capture, or tailing the
 //!   database a running `qmon record` writes);
 //! * [`app`]: view state and key handling;
@@ -12,4 +13,5 @@ pub mod app;
 pub mod model;
 pub mod source;
 pub mod text;
+pub mod trends;
 pub mod ui;

@@ -6,12 +6,22 @@
 //! needs no per-grouping state. While computing, each group keeps at most
 //! [`Limits::recent_per_group`] recent calls (for the drill-down) and at most
 //! [`Limits::latency_sample`] latencies (for the percentiles).
+//!
+//! Beside the ring, [`Trends`] keeps per-series time buckets (at most
+//! [`Limits::trend_series`] series; see [`super::trends`] for the bound):
+//! the charts and each row's recent p95 come from them, so they reach back
+//! further than the ring when calls are many.
+//!
+//! A "process" row is a program: one executable name (`comm`), or, where
+//! two executables share a name in the view, one executable path. With
+//! [`ViewSpec::by_pid`] it is one pid instead.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::trends::{lat_bin_high, Bucket, Chart, Trends};
 use crate::calls::{Call, Protocol};
 
 /// What the view keeps of one call: only what it shows.
@@ -21,6 +31,8 @@ pub struct CallSample {
     pub started_ns: u64,
     pub pid: u32,
     pub comm: String,
+    /// Executable path, when known.
+    pub exe: Option<String>,
     pub host: String,
     pub port: Option<u16>,
     pub http2: bool,
@@ -50,6 +62,7 @@ impl CallSample {
             started_ns: ex.timing.req_first_ns,
             pid: call.process.pid,
             comm: call.process.comm.clone(),
+            exe: call.process.exe.clone(),
             host: call.host.clone(),
             port: call.port,
             http2: ex.protocol == Protocol::Http2,
@@ -87,23 +100,82 @@ impl CallSample {
 
     /// `host:port` (IPv6 literals bracketed).
     pub fn host_label(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match self.port {
-            Some(p) => format!("{host}:{p}"),
-            None => host,
-        }
+        host_label(&self.host, self.port)
+    }
+}
+
+/// `host:port` (IPv6 literals bracketed).
+pub fn host_label(host: &str, port: Option<u16>) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// The fields rows are grouped and filtered by, shared by a call and a
+/// [`super::trends::SeriesKey`], so both land in the same row.
+pub trait Ident {
+    fn pid(&self) -> u32;
+    fn comm(&self) -> &str;
+    fn exe(&self) -> Option<&str>;
+    fn host(&self) -> &str;
+    fn port(&self) -> Option<u16>;
+    fn route(&self) -> Option<&str>;
+}
+
+impl<T: Ident> Ident for Arc<T> {
+    fn pid(&self) -> u32 {
+        self.as_ref().pid()
+    }
+    fn comm(&self) -> &str {
+        self.as_ref().comm()
+    }
+    fn exe(&self) -> Option<&str> {
+        self.as_ref().exe()
+    }
+    fn host(&self) -> &str {
+        self.as_ref().host()
+    }
+    fn port(&self) -> Option<u16> {
+        self.as_ref().port()
+    }
+    fn route(&self) -> Option<&str> {
+        self.as_ref().route()
+    }
+}
+
+impl Ident for CallSample {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn comm(&self) -> &str {
+        &self.comm
+    }
+    fn exe(&self) -> Option<&str> {
+        self.exe.as_deref()
+    }
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn port(&self) -> Option<u16> {
+        self.port
+    }
+    fn route(&self) -> Option<&str> {
+        self.route.as_deref()
     }
 }
 
 /// How calls are grouped into rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Grouping {
-    Process,
+    /// By program (or by pid, with [`ViewSpec::by_pid`]).
     #[default]
+    Process,
     Host,
     HostRoute,
     ProcessHostRoute,
@@ -145,17 +217,6 @@ impl Grouping {
 
     pub fn has_route(self) -> bool {
         matches!(self, Grouping::HostRoute | Grouping::ProcessHostRoute)
-    }
-
-    fn key(self, c: &CallSample) -> GroupKey {
-        GroupKey {
-            pid: self.has_process().then_some(c.pid),
-            comm: self.has_process().then(|| c.comm.clone()),
-            host: self.has_host().then(|| (c.host.clone(), c.port)),
-            route: self
-                .has_route()
-                .then(|| c.route.clone().unwrap_or_else(|| "-".into())),
-        }
     }
 }
 
@@ -220,7 +281,8 @@ impl Window {
     }
 }
 
-/// Table columns, in display order; also the sort keys.
+/// Table columns, in display order; also the sort keys. PIDS comes last so
+/// that the columns `--once` printed before it keep their places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Column {
     Process,
@@ -235,10 +297,11 @@ pub enum Column {
     P99,
     BytesOut,
     BytesIn,
+    Pids,
 }
 
 impl Column {
-    pub const ALL: [Column; 11] = [
+    pub const ALL: [Column; 12] = [
         Column::Process,
         Column::Host,
         Column::Proto,
@@ -250,6 +313,7 @@ impl Column {
         Column::P99,
         Column::BytesOut,
         Column::BytesIn,
+        Column::Pids,
     ];
 
     /// Column `n`, counting from 1 (the `1`–`9` keys).
@@ -275,6 +339,7 @@ impl Column {
             Column::P99 => "P99",
             Column::BytesOut => "OUT",
             Column::BytesIn => "IN",
+            Column::Pids => "PIDS",
         }
     }
 
@@ -292,6 +357,7 @@ impl Column {
             Column::P99 => "p99",
             Column::BytesOut => "out",
             Column::BytesIn => "in",
+            Column::Pids => "pids",
         }
     }
 
@@ -303,6 +369,7 @@ impl Column {
             "bytes_out" | "bytes-out" => "out",
             "bytes_in" | "bytes-in" => "in",
             "protocol" => "proto",
+            "pid" | "processes" => "pids",
             other => other,
         };
         Column::ALL.into_iter().find(|c| c.name() == alias)
@@ -314,38 +381,67 @@ impl Column {
     }
 }
 
+/// The program of a row: its executable name, or, where two executables
+/// share that name, its executable path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Program {
+    Comm(String),
+    Exe { comm: String, exe: String },
+}
+
 /// Identity of a row. Fields the grouping does not use are `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
+    /// Groupings with a process: the program (by pid: the pid's name).
+    pub program: Option<Program>,
+    /// Grouping by pid.
     pub pid: Option<u32>,
-    pub comm: Option<String>,
     pub host: Option<(String, Option<u16>)>,
     pub route: Option<String>,
 }
 
 impl GroupKey {
-    pub fn matches(&self, c: &CallSample) -> bool {
-        self.pid.is_none_or(|p| p == c.pid)
-            && self.comm.as_ref().is_none_or(|x| *x == c.comm)
+    pub fn matches(&self, c: &impl Ident) -> bool {
+        self.program.as_ref().is_none_or(|p| match p {
+            Program::Comm(comm) => comm == c.comm(),
+            Program::Exe { comm, exe } => comm == c.comm() && Some(exe.as_str()) == c.exe(),
+        }) && self.pid.is_none_or(|p| p == c.pid())
             && self
                 .host
                 .as_ref()
-                .is_none_or(|(h, p)| *h == c.host && *p == c.port)
+                .is_none_or(|(h, p)| h == c.host() && *p == c.port())
             && self
                 .route
                 .as_ref()
-                .is_none_or(|r| r.as_str() == c.route.as_deref().unwrap_or("-"))
+                .is_none_or(|r| r.as_str() == c.route().unwrap_or("-"))
     }
+}
+
+/// One process of a row (the drill-down lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PidStat {
+    pub pid: u32,
+    pub comm: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// Start of its latest call (unix ns).
+    pub last_ns: u64,
 }
 
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub key: GroupKey,
-    /// `comm[pid]`; for several processes, their names with how many of
-    /// each: `curl ×20`, `curl, python3`, `curl, python3 +3` (see
+    /// Grouped by program: its name (or executable path); by pid:
+    /// `comm[pid]`; otherwise the names of the row's processes with how
+    /// many of each: `curl ×20`, `curl, python3`, `curl, python3 +3` (see
     /// [`process_label`]).
     pub process: String,
+    /// Distinct pids that made the row's calls.
+    pub pids: u64,
+    /// The busiest of them (most calls first), at most
+    /// [`Limits::recent_per_group`].
+    pub pid_list: Vec<PidStat>,
     /// `host:port`, or `N hosts`.
     pub host: String,
     /// Route (grouping with route only).
@@ -361,6 +457,10 @@ pub struct Row {
     pub p99_ns: Option<u64>,
     pub bytes_out: u64,
     pub bytes_in: u64,
+    /// The row's p95 over the last 16 minutes, from its time buckets: the
+    /// top of the histogram bin it falls in, so a latency above it is
+    /// slower than the row's recent 95th percentile.
+    pub recent_p95_ns: Option<u64>,
     /// Latest first, at most [`Limits::recent_per_group`].
     pub recent: Vec<Arc<CallSample>>,
 }
@@ -379,12 +479,50 @@ pub struct Totals {
 #[derive(Debug, Clone, Default)]
 pub struct ViewSpec {
     pub grouping: Grouping,
+    /// A process is a pid rather than a program (`p`, `--group pid`).
+    pub by_pid: bool,
     pub window: Window,
     pub sort: Column,
     pub desc: bool,
-    /// Case-insensitive substring of process, host:port or route.
+    /// Case-insensitive substring of process, executable, host:port or
+    /// route.
     pub filter: String,
     pub pid: Option<u32>,
+}
+
+impl ViewSpec {
+    /// The grouping as the header shows it: `process`, `pid`, `host`, …
+    pub fn group_label(&self) -> &'static str {
+        match (self.grouping, self.by_pid) {
+            (Grouping::Process, true) => "pid",
+            (Grouping::ProcessHostRoute, true) => "pid+host+route",
+            (g, _) => g.label(),
+        }
+    }
+
+    /// The row `c` belongs to. `collide`: names that two executables share
+    /// in this view (their rows are per executable path).
+    pub fn key(&self, c: &impl Ident, collide: &HashSet<String>) -> GroupKey {
+        let g = self.grouping;
+        let program = g.has_process().then(|| match c.exe() {
+            Some(exe) if !self.by_pid && collide.contains(c.comm()) => Program::Exe {
+                comm: c.comm().to_string(),
+                exe: exe.to_string(),
+            },
+            _ => Program::Comm(c.comm().to_string()),
+        });
+        GroupKey {
+            program,
+            pid: (g.has_process() && self.by_pid).then(|| c.pid()),
+            host: g.has_host().then(|| (c.host().to_string(), c.port())),
+            route: g.has_route().then(|| c.route().unwrap_or("-").to_string()),
+        }
+    }
+
+    /// Whether `c` passes the filter (`filter` lowercased) and `--pid`.
+    fn admits(&self, c: &impl Ident, filter: &str) -> bool {
+        self.pid.is_none_or(|p| p == c.pid()) && (filter.is_empty() || ident_matches(c, filter))
+    }
 }
 
 /// A computed frame.
@@ -396,16 +534,21 @@ pub struct View {
     pub span_secs: f64,
     /// The ring dropped calls that would be in this window.
     pub truncated: bool,
+    /// Names two executables share in this view: their rows are per path.
+    pub collide: HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Calls kept overall (oldest dropped first).
     pub max_calls: usize,
-    /// Recent calls kept per row for the drill-down.
+    /// Recent calls (and pids) kept per row for the drill-down.
     pub recent_per_group: usize,
     /// Latencies per row the percentiles are computed from (the latest).
     pub latency_sample: usize,
+    /// Series of time buckets kept for the charts (least recently updated
+    /// dropped first); see [`super::trends`] for the bytes this bounds.
+    pub trend_series: usize,
 }
 
 impl Default for Limits {
@@ -414,15 +557,17 @@ impl Default for Limits {
             max_calls: 50_000,
             recent_per_group: 100,
             latency_sample: 2048,
+            trend_series: 256,
         }
     }
 }
 
-/// The ring of recent calls.
+/// The ring of recent calls, and their time buckets.
 #[derive(Debug)]
 pub struct Model {
     limits: Limits,
     ring: VecDeque<Arc<CallSample>>,
+    trends: Trends,
     /// Calls ever added.
     pub seen: u64,
     /// Calls dropped from the ring to bound memory.
@@ -440,8 +585,10 @@ impl Model {
                 max_calls: limits.max_calls.max(1),
                 recent_per_group: limits.recent_per_group.max(1),
                 latency_sample: limits.latency_sample.max(1),
+                trend_series: limits.trend_series.max(1),
             },
             ring: VecDeque::new(),
+            trends: Trends::new(limits.trend_series),
             seen: 0,
             evicted: 0,
             evicted_upto_ns: 0,
@@ -461,7 +608,18 @@ impl Model {
         self.ring.is_empty()
     }
 
+    pub fn trends(&self) -> &Trends {
+        &self.trends
+    }
+
+    /// Add a call, as of the wall clock.
     pub fn push(&mut self, c: CallSample) {
+        self.push_at(c, qmon_vocab::now_ns());
+    }
+
+    /// Add a call; `now_ns` is the wall clock (calls stamped far past it
+    /// are kept in the ring but not in the time buckets).
+    pub fn push_at(&mut self, c: CallSample, now_ns: u64) {
         if self.ring.len() >= self.limits.max_calls {
             if let Some(old) = self.ring.pop_front() {
                 self.evicted += 1;
@@ -469,6 +627,7 @@ impl Model {
             }
         }
         self.seen += 1;
+        self.trends.add(&c, now_ns);
         self.ring.push_back(Arc::new(c));
     }
 
@@ -495,20 +654,24 @@ impl Model {
         // Calls past `upto` are the newest `seen - upto`; skip them.
         let skip_newest = upto.map_or(0, |u| self.seen.saturating_sub(u)) as usize;
         let n = self.ring.len().saturating_sub(skip_newest);
+        // Newest first, so the per-group bounded lists keep the latest.
+        let calls: Vec<&Arc<CallSample>> = self
+            .ring
+            .iter()
+            .take(n)
+            .rev()
+            .filter(|c| c.started_ns >= from_ns && c.started_ns <= now_ns)
+            .filter(|c| spec.admits(c.as_ref(), &filter))
+            .collect();
+        let collide = if spec.grouping.has_process() && !spec.by_pid {
+            shared_names(calls.iter().map(|c| c.as_ref()))
+        } else {
+            HashSet::new()
+        };
 
         let mut groups: HashMap<GroupKey, Acc> = HashMap::new();
-        // Newest first, so the per-group bounded lists keep the latest.
-        for c in self.ring.iter().take(n).rev() {
-            if c.started_ns < from_ns || c.started_ns > now_ns {
-                continue;
-            }
-            if spec.pid.is_some_and(|p| p != c.pid) {
-                continue;
-            }
-            if !filter.is_empty() && !sample_matches(c, &filter) {
-                continue;
-            }
-            let acc = groups.entry(spec.grouping.key(c)).or_default();
+        for c in calls {
+            let acc = groups.entry(spec.key(c.as_ref(), &collide)).or_default();
             acc.add(c, &self.limits);
         }
 
@@ -516,7 +679,7 @@ impl Model {
         let mut rows: Vec<Row> = groups
             .into_iter()
             .map(|(key, acc)| {
-                let row = acc.into_row(key, spec.grouping, span_secs);
+                let row = acc.into_row(key, spec, span_secs, &self.limits);
                 totals.requests += row.requests;
                 totals.errors += row.errors;
                 totals.bytes_out += row.bytes_out;
@@ -525,24 +688,90 @@ impl Model {
             })
             .collect();
         totals.rps = totals.requests as f64 / span_secs;
+        self.set_recent_p95(&mut rows, spec, &filter, &collide, now_ns);
         sort_rows(&mut rows, spec.sort, spec.desc);
         View {
             rows,
             totals,
             span_secs,
             truncated,
+            collide,
         }
+    }
+
+    /// Each row's p95 over its recent time buckets.
+    fn set_recent_p95(
+        &self,
+        rows: &mut [Row],
+        spec: &ViewSpec,
+        filter: &str,
+        collide: &HashSet<String>,
+        now_ns: u64,
+    ) {
+        let index: HashMap<&GroupKey, usize> =
+            rows.iter().enumerate().map(|(i, r)| (&r.key, i)).collect();
+        let mut recent: Vec<Bucket> = vec![Bucket::default(); rows.len()];
+        for (key, series) in self.trends.series() {
+            if !spec.admits(key, filter) {
+                continue;
+            }
+            if let Some(i) = index.get(&spec.key(key, collide)) {
+                Trends::recent(series, now_ns, &mut recent[*i]);
+            }
+        }
+        for (row, b) in rows.iter_mut().zip(&recent) {
+            row.recent_p95_ns = b.percentile_bin(95.0).map(lat_bin_high);
+        }
+    }
+
+    /// The chart of the row `key` in `view` (computed for `spec` at
+    /// `now_ns`): its time buckets over the window.
+    pub fn chart(&self, spec: &ViewSpec, view: &View, key: &GroupKey, now_ns: u64) -> Chart {
+        let filter = spec.filter.to_lowercase();
+        self.trends.chart(
+            |s| spec.admits(s, &filter) && spec.key(s, &view.collide) == *key,
+            spec.window.duration().map(|d| d.as_secs()),
+            now_ns,
+            self.observed_since_ns,
+        )
     }
 }
 
-/// Case-insensitive substring over process (`comm[pid]`), host:port and
-/// route. `filter` is already lowercase.
-fn sample_matches(c: &CallSample, filter: &str) -> bool {
-    c.process_label().to_lowercase().contains(filter)
-        || c.host_label().to_lowercase().contains(filter)
-        || c.route
-            .as_deref()
-            .is_some_and(|r| r.to_lowercase().contains(filter))
+/// Names (`comm`) that more than one executable path has among `calls`.
+fn shared_names<'a>(calls: impl Iterator<Item = &'a CallSample>) -> HashSet<String> {
+    let mut first: HashMap<&str, &str> = HashMap::new();
+    let mut shared = HashSet::new();
+    for c in calls {
+        let Some(exe) = c.exe.as_deref() else {
+            continue;
+        };
+        let seen = *first.entry(c.comm.as_str()).or_insert(exe);
+        if seen != exe {
+            shared.insert(c.comm.clone());
+        }
+    }
+    shared
+}
+
+/// Case-insensitive substring over process (`comm[pid]`), executable,
+/// host:port and route. `filter` is already lowercase.
+fn ident_matches(c: &impl Ident, filter: &str) -> bool {
+    format!("{}[{}]", c.comm(), c.pid())
+        .to_lowercase()
+        .contains(filter)
+        || c.exe().is_some_and(|e| e.to_lowercase().contains(filter))
+        || host_label(c.host(), c.port())
+            .to_lowercase()
+            .contains(filter)
+        || c.route().is_some_and(|r| r.to_lowercase().contains(filter))
+}
+
+#[derive(Default)]
+struct PidAcc {
+    comm: String,
+    requests: u64,
+    errors: u64,
+    last_ns: u64,
 }
 
 #[derive(Default)]
@@ -556,6 +785,8 @@ struct Acc {
     recent: Vec<Arc<CallSample>>,
     /// Every process of the row, by name. Bounded by the model's ring.
     procs: HashMap<String, HashSet<u32>>,
+    /// Every process of the row, by pid. Bounded by the model's ring.
+    pids: HashMap<u32, PidAcc>,
     hosts: Vec<String>,
     protos: Vec<&'static str>,
 }
@@ -576,7 +807,8 @@ fn add_distinct<T: PartialEq>(v: &mut Vec<T>, x: T, overflow: &mut bool) {
 impl Acc {
     fn add(&mut self, c: &Arc<CallSample>, limits: &Limits) {
         self.requests += 1;
-        if c.is_error() {
+        let error = c.is_error();
+        if error {
             self.errors += 1;
         }
         self.bytes_out += c.bytes_out;
@@ -598,24 +830,59 @@ impl Acc {
                 self.procs.insert(c.comm.clone(), HashSet::from([c.pid]));
             }
         }
+        let p = self.pids.entry(c.pid).or_insert_with(|| PidAcc {
+            comm: c.comm.clone(),
+            ..PidAcc::default()
+        });
+        p.requests += 1;
+        p.errors += u64::from(error);
+        p.last_ns = p.last_ns.max(c.started_ns);
         add_distinct(&mut self.hosts, c.host_label(), &mut overflow);
         add_distinct(&mut self.protos, c.proto_label(), &mut overflow);
     }
 
-    fn into_row(mut self, key: GroupKey, grouping: Grouping, span_secs: f64) -> Row {
+    fn into_row(mut self, key: GroupKey, spec: &ViewSpec, span_secs: f64, limits: &Limits) -> Row {
         self.latencies.sort_unstable();
         // Insert order is completion order; show by start time.
         self.recent.sort_by_key(|c| std::cmp::Reverse(c.started_ns));
-        let process = process_label(&self.procs);
+        let process = match (&key.program, key.pid) {
+            (Some(_), Some(pid)) => {
+                let comm = self.pids.get(&pid).map_or("", |p| p.comm.as_str());
+                format!("{comm}[{pid}]")
+            }
+            (Some(Program::Comm(comm)), None) => comm.clone(),
+            (Some(Program::Exe { exe, .. }), None) => exe_label(exe),
+            (None, _) => process_label(&self.procs),
+        };
         let host = match self.hosts.as_slice() {
             [h] => h.clone(),
             many => format!("{} hosts", many.len()),
         };
         self.protos.sort_unstable();
+        let mut pid_list: Vec<PidStat> = self
+            .pids
+            .into_iter()
+            .map(|(pid, p)| PidStat {
+                pid,
+                comm: p.comm,
+                requests: p.requests,
+                errors: p.errors,
+                last_ns: p.last_ns,
+            })
+            .collect();
+        let pids = pid_list.len() as u64;
+        pid_list.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.pid.cmp(&b.pid)));
+        pid_list.truncate(limits.recent_per_group);
         Row {
             process,
+            pids,
+            pid_list,
             host,
-            route: grouping.has_route().then(|| key.route.clone()).flatten(),
+            route: spec
+                .grouping
+                .has_route()
+                .then(|| key.route.clone())
+                .flatten(),
             proto: self.protos.join(","),
             requests: self.requests,
             rps: self.requests as f64 / span_secs,
@@ -630,10 +897,33 @@ impl Acc {
             p99_ns: percentile(&self.latencies, 99.0),
             bytes_out: self.bytes_out,
             bytes_in: self.bytes_in,
+            recent_p95_ns: None,
             recent: self.recent,
             key,
         }
     }
+}
+
+/// Widest process label (terminal columns) before it is cut.
+pub const PROCESS_LABEL_MAX: usize = 40;
+
+/// An executable path as a row label: its end, where paths differ, when
+/// it is too wide (`…/venv/bin/python3`).
+pub fn exe_label(exe: &str) -> String {
+    if crate::table::width(exe) <= PROCESS_LABEL_MAX {
+        return exe.to_string();
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut w = 1; // the ellipsis
+    for ch in exe.chars().rev() {
+        let cw = crate::table::width(ch.encode_utf8(&mut [0; 4]));
+        if w + cw > PROCESS_LABEL_MAX {
+            break;
+        }
+        w += cw;
+        tail.push(ch);
+    }
+    std::iter::once('…').chain(tail.into_iter().rev()).collect()
 }
 
 /// Names shown before the rest are counted as `+N`.
@@ -701,6 +991,7 @@ pub fn sort_rows(rows: &mut [Row], col: Column, desc: bool) {
             Column::P99 => a.p99_ns.cmp(&b.p99_ns),
             Column::BytesOut => a.bytes_out.cmp(&b.bytes_out),
             Column::BytesIn => a.bytes_in.cmp(&b.bytes_in),
+            Column::Pids => a.pids.cmp(&b.pids),
         };
         let o = if desc { o.reverse() } else { o };
         o.then_with(|| a.key.cmp(&b.key))

@@ -241,7 +241,7 @@ pub fn start_capture(
 
 /// Columns read from the `calls` view, in [`sample_from_row`] order.
 const TAIL_COLUMNS: &str = "id, started_at, pid, comm, host, port, protocol, tls, method, path,
-    route, status, error, duration_ns, req_bytes, resp_bytes";
+    route, status, error, duration_ns, req_bytes, resp_bytes, exe";
 
 /// Rows fetched per query; more are fetched at once if there are more.
 const TAIL_BATCH: i64 = 5000;
@@ -255,6 +255,7 @@ fn sample_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, CallSample)>
             started_ns: u(1)?,
             pid: u(2)? as u32,
             comm: r.get(3)?,
+            exe: r.get(16)?,
             host: r.get(4)?,
             port: r
                 .get::<_, Option<i64>>(5)?
@@ -472,6 +473,7 @@ mod tests {
             process: ProcessInfo {
                 pid: 42,
                 comm: "curl".into(),
+                exe: Some("/usr/bin/curl".into()),
                 ..ProcessInfo::default()
             }
             .into(),
@@ -504,6 +506,7 @@ mod tests {
         let back = tail.backfill(0, 100).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].comm, "curl");
+        assert_eq!(back[0].exe.as_deref(), Some("/usr/bin/curl"));
         assert_eq!(back[0].host_label(), "api.example.com:443");
         assert_eq!(back[0].proto_label(), "h1s");
         assert!(back[0].path.as_deref().unwrap().contains("REDACTED"));

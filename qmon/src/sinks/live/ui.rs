@@ -1,5 +1,11 @@
-//! Drawing the live view with ratatui: header, table (or drill-down, or
-//! help), footer.
+//! Drawing the live view with ratatui: header, table (or drill-down,
+//! charts, or help), footer.
+//!
+//! Colour carries meaning, and only when `App::color` (off with
+//! `NO_COLOR`): rows with errors are red (and bold, which stays without
+//! colour); P50 and P95 cells, and each call's latency in the drill-down,
+//! are yellow above the row's recent p95 and red above twice it; P99 only
+//! turns red (it is above the p95 by definition).
 
 use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -11,7 +17,9 @@ use super::app::{App, Mode};
 use super::model::{fmt_bytes, fmt_latency, fmt_rate, CallSample, Column, Row, View};
 use crate::table;
 
-pub const FOOTER: &str = "q quit  / filter  s sort  1-9 sort by col  I invert  Space pause  g group  t window  Enter calls  Esc back  ? help";
+mod charts;
+
+pub const FOOTER: &str = "q quit  / filter  s sort  1-9 sort col  I invert  Space pause  g group  p pids  t window  Enter calls  c chart  ? help";
 
 pub const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
@@ -27,8 +35,16 @@ pub const HELP: &[(&str, &str)] = &[
         "g",
         "group by: process, host, host+route, process+host+route",
     ),
+    (
+        "p",
+        "a process is a program (one row per name) or a pid (one per pid)",
+    ),
     ("t", "time window: 10s, 1m, 5m, 15m, all"),
-    ("Enter", "recent calls of the selected row"),
+    ("Enter", "pids and recent calls of the selected row"),
+    (
+        "c",
+        "charts of the selected row: requests/s, p50/p95 latency, error %",
+    ),
     ("Esc", "back / clear filter"),
     ("Up/Down, j/k", "move the selection (PgUp/PgDn, Home/End)"),
     ("?", "this help"),
@@ -52,7 +68,7 @@ pub fn header_line(app: &App) -> String {
         fmt_bytes(t.bytes_in),
         app.spec.window.label(),
         if v.truncated { " (truncated)" } else { "" },
-        app.spec.grouping.label(),
+        app.spec.group_label(),
         app.status.lost_events,
     );
     if app.status.dropped > 0 {
@@ -103,6 +119,15 @@ pub fn column_titles(view_route: bool, sort: Column, desc: bool) -> Vec<String> 
     out
 }
 
+/// Leading text columns of the table (the rest are numbers).
+pub fn text_columns(route: bool) -> usize {
+    if route {
+        4
+    } else {
+        3
+    }
+}
+
 /// The cells of one row, matching [`column_titles`].
 pub fn row_cells(r: &Row) -> Vec<String> {
     let mut out = vec![r.process.clone(), r.host.clone()];
@@ -119,8 +144,62 @@ pub fn row_cells(r: &Row) -> Vec<String> {
         fmt_latency(r.p99_ns),
         fmt_bytes(r.bytes_out),
         fmt_bytes(r.bytes_in),
+        r.pids.to_string(),
     ]);
     out
+}
+
+/// How a latency compares with its row's recent p95.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slowness {
+    Usual,
+    /// Above the recent p95.
+    Slow,
+    /// Above twice the recent p95.
+    VerySlow,
+}
+
+pub fn slowness(latency_ns: Option<u64>, recent_p95_ns: Option<u64>) -> Slowness {
+    match (latency_ns, recent_p95_ns) {
+        (Some(v), Some(p95)) if v > p95.saturating_mul(2) => Slowness::VerySlow,
+        (Some(v), Some(p95)) if v > p95 => Slowness::Slow,
+        _ => Slowness::Usual,
+    }
+}
+
+fn slowness_style(s: Slowness) -> Style {
+    match s {
+        Slowness::Usual => Style::default(),
+        Slowness::Slow => Style::default().fg(Color::Yellow),
+        Slowness::VerySlow => Style::default().fg(Color::LightRed),
+    }
+}
+
+/// Style of each cell of a table row (matching [`row_cells`]) beyond the
+/// row's own style.
+fn row_cell_styles(r: &Row, route: bool, color: bool) -> Vec<Style> {
+    let mut styles = vec![Style::default(); column_titles(route, Column::Process, false).len()];
+    if !color {
+        return styles;
+    }
+    let at = |c: Column| Column::ALL.iter().position(|x| *x == c).unwrap_or(0) + usize::from(route);
+    let p95 = r.recent_p95_ns;
+    styles[at(Column::P50)] = slowness_style(slowness(r.p50_ns, p95));
+    styles[at(Column::P95)] = slowness_style(slowness(r.p95_ns, p95));
+    if slowness(r.p99_ns, p95) == Slowness::VerySlow {
+        styles[at(Column::P99)] = slowness_style(Slowness::VerySlow);
+    }
+    styles
+}
+
+/// A row with errors stands out: red, and bold (bold stays with NO_COLOR).
+fn error_row_style(color: bool) -> Style {
+    let s = Style::default().add_modifier(Modifier::BOLD);
+    if color {
+        s.fg(Color::Red)
+    } else {
+        s
+    }
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a unix-ns time.
@@ -167,6 +246,24 @@ pub fn call_cells(c: &CallSample) -> [String; 8] {
     ]
 }
 
+pub const PID_TITLES: [&str; 5] = ["PID", "PROCESS", "REQS", "ERR%", "LAST(UTC)"];
+
+/// The cells of one pid in the drill-down.
+pub fn pid_cells(p: &super::model::PidStat) -> [String; 5] {
+    let err = if p.requests == 0 {
+        0.0
+    } else {
+        100.0 * p.errors as f64 / p.requests as f64
+    };
+    [
+        p.pid.to_string(),
+        p.comm.clone(),
+        p.requests.to_string(),
+        format!("{err:.1}"),
+        fmt_time(p.last_ns),
+    ]
+}
+
 /// Title of the drill-down: what the row is.
 pub fn row_label(r: &Row) -> String {
     let mut s = format!("{}  {}", r.process, r.host);
@@ -188,7 +285,7 @@ fn column_widths(view: &View, titles: &[String], route: bool) -> Vec<Constraint>
             }
         }
     }
-    let text_cols = if route { 4 } else { 3 };
+    let text_cols = text_columns(route);
     widths
         .iter()
         .enumerate()
@@ -237,6 +334,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     match &app.mode {
         Mode::Table => draw_table(f, app, table),
         Mode::Detail(_) => draw_detail(f, app, table),
+        Mode::Chart { .. } => charts::draw(f, app, table),
         Mode::Help => draw_help(f, app, table),
     }
 
@@ -261,22 +359,29 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect) {
     let route = app.spec.grouping.has_route();
     let titles = column_titles(route, app.spec.sort, app.spec.desc);
     let widths = column_widths(&app.view, &titles, route);
-    let text_cols = if route { 4 } else { 3 };
+    let text_cols = text_columns(route);
     // Numbers right-aligned, like the `--once` text.
-    let cells = move |v: Vec<String>| {
-        v.into_iter().enumerate().map(move |(i, s)| {
-            if i < text_cols {
-                Cell::from(s)
-            } else {
-                Cell::from(Line::from(s).alignment(Alignment::Right))
-            }
-        })
+    let cells = move |v: Vec<String>, styles: Vec<Style>| {
+        v.into_iter()
+            .zip(
+                styles
+                    .into_iter()
+                    .chain(std::iter::repeat(Style::default())),
+            )
+            .enumerate()
+            .map(move |(i, (s, style))| {
+                if i < text_cols {
+                    Cell::from(s).style(style)
+                } else {
+                    Cell::from(Line::from(s).alignment(Alignment::Right)).style(style)
+                }
+            })
     };
-    let header = TRow::new(cells(titles)).style(title_style(app));
+    let header = TRow::new(cells(titles, Vec::new())).style(title_style(app));
     let rows = app.view.rows.iter().map(|r| {
-        let row = TRow::new(cells(row_cells(r)));
-        if app.color && r.errors > 0 {
-            row.style(Style::default().fg(Color::Red))
+        let row = TRow::new(cells(row_cells(r), row_cell_styles(r, route, app.color)));
+        if r.errors > 0 {
+            row.style(error_row_style(app.color))
         } else {
             row
         }
@@ -316,21 +421,73 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(
         Paragraph::new(Line::styled(
             format!(
-                "calls of {}  (latest {} in window {})",
+                "calls of {}  (latest {} in window {}; {} pid{})",
                 row_label(row),
                 row.recent.len(),
-                app.spec.window.label()
+                app.spec.window.label(),
+                row.pids,
+                if row.pids == 1 { "" } else { "s" },
             ),
             title_style(app),
         )),
         title,
     );
+    // The row's pids first (busiest first, up to a third of the screen),
+    // then its calls.
+    let shown = row.pid_list.len();
+    let more = row.pids.saturating_sub(shown as u64);
+    let room = (body.height / 3).max(2) as usize;
+    let pid_lines = if shown + usize::from(more > 0) <= room {
+        shown
+    } else {
+        room.saturating_sub(1)
+    };
+    let hidden = row.pids - pid_lines as u64;
+    let pid_height = 1 + pid_lines + usize::from(hidden > 0);
+    let [pids_area, body] = Layout::vertical([
+        Constraint::Length(pid_height as u16 + 1),
+        Constraint::Min(1),
+    ])
+    .areas(body);
+    let pid_rows = row.pid_list.iter().take(pid_lines).map(|p| {
+        let row = TRow::new(pid_cells(p).map(Cell::from));
+        if p.errors > 0 {
+            row.style(error_row_style(app.color))
+        } else {
+            row
+        }
+    });
+    let pid_rows: Vec<TRow> = pid_rows
+        .chain((hidden > 0).then(|| TRow::new([Cell::from(format!("… {hidden} more"))])))
+        .collect();
+    f.render_widget(
+        Table::new(
+            pid_rows,
+            [
+                Constraint::Length(10),
+                Constraint::Length(16),
+                Constraint::Length(7),
+                Constraint::Length(6),
+                Constraint::Length(12),
+            ],
+        )
+        .header(TRow::new(PID_TITLES.map(Cell::from)).style(title_style(app)))
+        .column_spacing(2),
+        pids_area,
+    );
     let header = TRow::new(DETAIL_TITLES.map(Cell::from)).style(title_style(app));
-    let rows = row
-        .recent
-        .iter()
-        .skip(app.detail_scroll)
-        .map(|c| TRow::new(call_cells(c).map(Cell::from)));
+    let rows = row.recent.iter().skip(app.detail_scroll).map(|c| {
+        let cells = call_cells(c);
+        let mut cells: Vec<Cell> = cells.into_iter().map(Cell::from).collect();
+        if app.color {
+            let slow = slowness(c.duration_ns, row.recent_p95_ns);
+            cells[5] = cells[5].clone().style(slowness_style(slow));
+            if c.is_error() {
+                cells[4] = cells[4].clone().style(Style::default().fg(Color::Red));
+            }
+        }
+        TRow::new(cells)
+    });
     let widths = [
         Constraint::Length(12),
         Constraint::Length(7),
@@ -354,10 +511,13 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     }
     lines.push(Line::from(""));
     lines.push(Line::from(
-        "columns: 1 PROCESS  2 HOST:PORT  3 PROTO  4 REQS  5 RPS  6 ERR%  7 P50  8 P95  9 P99  (s: OUT, IN)",
+        "columns: 1 PROCESS  2 HOST:PORT  3 PROTO  4 REQS  5 RPS  6 ERR%  7 P50  8 P95  9 P99  (s: OUT, IN, PIDS)",
     ));
     lines.push(Line::from(
         "latency = last response byte - first request byte; errors = 4xx, 5xx or transport error",
+    ));
+    lines.push(Line::from(
+        "colours: red rows have errors; yellow latency is above the row's p95 of the last 16m, red above twice it",
     ));
     lines.push(Line::from("Esc or ? to go back"));
     f.render_widget(Clear, area);

@@ -18,6 +18,7 @@ pub(crate) fn sample(
         started_ns: NOW - ago_s * SEC,
         pid,
         comm: comm.into(),
+        exe: Some(format!("/usr/bin/{comm}")),
         host: host.into(),
         port: Some(443),
         http2: false,
@@ -170,11 +171,13 @@ fn grouping_builds_one_row_per_key() {
     let m = model_with(fixture());
     let rows = |g| m.view(&spec(g, Window::M1), NOW, None).rows;
 
+    // A process row is a program: its name, and how many pids.
     let r = rows(Grouping::Process);
     assert_eq!(r.len(), 2);
-    assert_eq!((r[0].process.as_str(), r[0].requests), ("curl[10]", 3));
+    assert_eq!((r[0].process.as_str(), r[0].requests), ("curl", 3));
+    assert_eq!(r[0].pids, 1);
     assert_eq!(r[0].host, "api.example:443");
-    assert_eq!((r[1].process.as_str(), r[1].requests), ("python3[20]", 2));
+    assert_eq!((r[1].process.as_str(), r[1].requests), ("python3", 2));
     assert_eq!(r[1].host, "2 hosts");
     assert!(r[0].route.is_none());
 
@@ -200,7 +203,7 @@ fn grouping_builds_one_row_per_key() {
 
     let r = rows(Grouping::ProcessHostRoute);
     assert_eq!(r.len(), 4);
-    assert_eq!(r[0].process, "curl[10]");
+    assert_eq!(r[0].process, "curl");
     assert_eq!(r[0].route.as_deref(), Some("/users/{id}"));
     assert_eq!(r[0].requests, 2);
     // The key knows which calls belong to the row.
@@ -279,6 +282,7 @@ fn memory_stays_bounded_under_a_flood_of_distinct_hosts() {
         max_calls: 1000,
         recent_per_group: 5,
         latency_sample: 5,
+        ..Limits::default()
     };
     let mut m = Model::new(limits, NOW - 60 * SEC);
     for i in 0..100_000u64 {
@@ -380,4 +384,305 @@ fn windows_read_any_spelling_of_their_time() {
     ] {
         assert_eq!(Window::parse(w.label()), Some(w));
     }
+}
+
+/// 20 short-lived curls and one long-lived python3, all calling one API.
+pub(crate) fn programs() -> Vec<CallSample> {
+    let mut calls: Vec<CallSample> = (1..=20)
+        .map(|i| {
+            sample(
+                1000 + i,
+                "curl",
+                "api.example",
+                "/v1/items",
+                200,
+                10 + i as u64,
+                1 + i as u64 % 30,
+            )
+        })
+        .collect();
+    for i in 0..10 {
+        let status = if i == 3 { 503 } else { 200 };
+        calls.push(sample(
+            77,
+            "python3",
+            "api.example",
+            "/v1/items",
+            status,
+            30,
+            1 + i * 3,
+        ));
+    }
+    calls
+}
+
+#[test]
+fn a_process_row_is_a_program_with_a_pid_count() {
+    let m = model_with(programs());
+    let mut s = spec(Grouping::Process, Window::M1);
+    let v = m.view(&s, NOW, None);
+    let got: Vec<(&str, u64, u64)> = v
+        .rows
+        .iter()
+        .map(|r| (r.process.as_str(), r.pids, r.requests))
+        .collect();
+    assert_eq!(got, [("curl", 20, 20), ("python3", 1, 10)]);
+    // The drill-down's pids: every curl, busiest first, then by pid.
+    let curl = &v.rows[0];
+    assert_eq!(curl.pid_list.len(), 20);
+    assert_eq!(curl.pid_list[0].pid, 1001);
+    assert!(curl
+        .pid_list
+        .iter()
+        .all(|p| p.requests == 1 && p.comm == "curl"));
+    let py = &v.rows[1];
+    assert_eq!(py.pid_list[0].requests, 10);
+    assert_eq!(py.pid_list[0].errors, 1);
+    assert_eq!(py.pid_list[0].last_ns, NOW - SEC);
+
+    // By pid: one row per process.
+    s.by_pid = true;
+    let v = m.view(&s, NOW, None);
+    assert_eq!(v.rows.len(), 21);
+    assert_eq!(v.rows[0].process, "python3[77]");
+    assert!(v.rows.iter().all(|r| r.pids == 1));
+    assert!(v.rows[1..].iter().all(|r| r.process.starts_with("curl[10")));
+    assert_eq!(s.group_label(), "pid");
+    // --pid still filters, in either mode.
+    s.pid = Some(1005);
+    assert_eq!(m.view(&s, NOW, None).totals.requests, 1);
+    s.by_pid = false;
+    let v = m.view(&s, NOW, None);
+    assert_eq!((v.rows.len(), v.rows[0].pids), (1, 1));
+    // Pids are also counted when grouping by host or by program and route.
+    s.pid = None;
+    s.grouping = Grouping::ProcessHostRoute;
+    let v = m.view(&s, NOW, None);
+    assert_eq!(v.rows.len(), 2);
+    assert_eq!(v.rows[0].pids, 20);
+    s.grouping = Grouping::Host;
+    assert_eq!(m.view(&s, NOW, None).rows[0].pids, 21);
+}
+
+#[test]
+fn executables_sharing_a_name_get_a_row_each_by_path() {
+    let mut a = sample(1, "python3", "api.example", "/", 200, 1, 1);
+    a.exe = Some("/usr/bin/python3.11".into());
+    let mut b = sample(2, "python3", "api.example", "/", 200, 1, 1);
+    b.exe = Some("/opt/venv-with-a-rather-long-name/bin/python3.12".into());
+    let mut c = b.clone();
+    c.pid = 3;
+    // Unknown executable (the process was gone): stays under the name.
+    let mut d = sample(4, "python3", "api.example", "/", 200, 1, 1);
+    d.exe = None;
+    let curl = sample(5, "curl", "api.example", "/", 200, 1, 1);
+    let m = model_with([a, b, c, d, curl]);
+    let s = spec(Grouping::Process, Window::M1);
+    let v = m.view(&s, NOW, None);
+    let mut got: Vec<(String, u64)> = v.rows.iter().map(|r| (r.process.clone(), r.pids)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("/usr/bin/python3.11".to_string(), 1),
+            ("curl".to_string(), 1),
+            ("python3".to_string(), 1),
+            ("…-with-a-rather-long-name/bin/python3.12".to_string(), 2),
+        ]
+    );
+    assert_eq!(crate::table::width(&got[3].0), PROCESS_LABEL_MAX);
+    assert_eq!(v.collide, HashSet::from(["python3".to_string()]));
+    // Filtering on the path finds them.
+    let mut s = s;
+    s.filter = "venv".into();
+    assert_eq!(m.view(&s, NOW, None).totals.requests, 2);
+    // With only one executable left in the view, the name is the row.
+    s.filter = "python3.11".into();
+    let v = m.view(&s, NOW, None);
+    assert_eq!(v.rows[0].process, "python3");
+}
+
+/// The bound: a million calls, spread over four hours, with ever
+/// new hosts and pids (a new series every 7th call) beside 40 busy ones,
+/// leave the time buckets within their stated memory. Fed to the buckets
+/// directly, as [`Model::push`] feeds them, reusing one call's buffers so
+/// that the million calls take seconds in a debug build.
+#[test]
+fn time_buckets_stay_within_their_memory_bound_under_a_million_calls() {
+    use std::fmt::Write;
+    let limits = Limits::default();
+    let mut t = Trends::new(limits.trend_series);
+    let mut c = sample(0, "client", "", "/r/{id}", 200, 1, 0);
+    let (mut peak_series, mut peak_bytes) = (0, 0);
+    for i in 0..1_000_000u64 {
+        c.host.clear();
+        if i % 7 == 0 {
+            c.pid = 10_000 + i as u32;
+            let _ = write!(c.host, "h{i}.example");
+        } else {
+            c.pid = (i % 40) as u32;
+            let _ = write!(c.host, "busy{}.example", i % 40);
+        }
+        // 250 calls a second for 4 hours: every bucket of every tier fills.
+        c.started_ns = NOW - 4 * 3600 * SEC + i * 14_400 * SEC / 1_000_000;
+        c.status = Some(if i % 50 == 0 { 500 } else { 200 });
+        c.duration_ns = Some(1_000 + (i % 5000) * 1_000_000);
+        t.add(&c, NOW);
+        if i % 10_000 == 0 {
+            peak_series = peak_series.max(t.len());
+            peak_bytes = peak_bytes.max(t.heap_bytes());
+        }
+    }
+    peak_series = peak_series.max(t.len());
+    peak_bytes = peak_bytes.max(t.heap_bytes());
+    assert!(peak_series <= limits.trend_series, "{peak_series} series");
+    // Names here are ≤ 64 bytes a series (by capacity).
+    let bound = Trends::bound_bytes(limits.trend_series, 64);
+    assert!(
+        peak_bytes <= bound,
+        "time buckets took {peak_bytes} bytes, bound {bound}"
+    );
+    // The busy series hold their full three tiers: the bound is reached,
+    // not just respected.
+    assert!(peak_bytes > 40 * super::super::trends::SERIES_BUCKETS * 272);
+    // The stated bound: 256 series × 192 buckets × 272 B ≈ 12.75 MiB, and
+    // a few hundred KiB for the table and the names.
+    assert_eq!(std::mem::size_of::<super::super::trends::Slot>(), 272);
+    assert!(bound < 14 << 20, "{bound}");
+    // Series were dropped, and counted; the busy ones survived.
+    assert!(t.dropped > 100_000, "{}", t.dropped);
+    assert!(t
+        .series()
+        .any(|(k, _)| k.host == "busy1.example" && k.pid == 1));
+}
+
+/// The model feeds every call to its time buckets, and bounds them.
+#[test]
+fn the_model_keeps_calls_and_buckets_bounded() {
+    let limits = Limits {
+        max_calls: 100,
+        trend_series: 8,
+        ..Limits::default()
+    };
+    let mut m = Model::new(limits, NOW - 3600 * SEC);
+    for i in 0..5_000u64 {
+        let mut c = sample(
+            i as u32 % 20,
+            "curl",
+            &format!("h{}", i % 20),
+            "/",
+            200,
+            1,
+            0,
+        );
+        c.started_ns = NOW - 3000 * SEC + i * 600_000_000;
+        m.push(c);
+    }
+    assert_eq!(m.len(), 100);
+    assert!(m.trends().len() <= 8);
+    assert!(m.trends().heap_bytes() <= Trends::bound_bytes(8, 64));
+    assert!(m.trends().dropped > 0);
+    // Dropping series with recent data marks charts as partial.
+    let s = spec(Grouping::Process, Window::M1);
+    let v = m.view(&s, NOW, None);
+    assert!(m.chart(&s, &v, &v.rows[0].key, NOW).partial);
+}
+
+#[test]
+fn a_chart_sums_its_rows_series_per_time_bucket() {
+    let mut calls = programs();
+    // Older than the 1 m window, but within 5 m.
+    calls.push(sample(
+        1001,
+        "curl",
+        "api.example",
+        "/v1/items",
+        500,
+        100,
+        200,
+    ));
+    let m = model_with(calls);
+    let mut s = spec(Grouping::Process, Window::M1);
+    let v = m.view(&s, NOW, None);
+    let key = v.rows[0].key.clone();
+    let c = m.chart(&s, &v, &key, NOW);
+    assert_eq!(c.width_ns, SEC);
+    assert_eq!((c.from_ns, c.to_ns), (NOW - 60 * SEC, NOW));
+    assert_eq!(c.buckets.len(), 60);
+    assert!(!c.partial);
+    let reqs: u32 = c.buckets.iter().map(|(_, b)| b.reqs).sum();
+    assert_eq!(reqs, 20, "the curl row's 20 calls, none of python3's");
+    // curl pid 1000+i started 1 + i % 30 seconds ago.
+    let at = |ago: u64| {
+        c.buckets
+            .iter()
+            .find(|(t, _)| *t == NOW - ago * SEC)
+            .unwrap()
+            .1
+            .reqs
+    };
+    assert_eq!(at(2), 1);
+    assert_eq!(at(11), 1, "pid 1010");
+    assert_eq!(at(21), 1, "pid 1020 started 1 + 20 s ago");
+    assert_eq!(at(1), 0, "no curl started 1 s ago");
+
+    // 5 m window: 5 s buckets, and the old 500 shows.
+    s.window = Window::M5;
+    let v = m.view(&s, NOW, None);
+    let c = m.chart(&s, &v, &key, NOW);
+    assert_eq!((c.width_ns, c.buckets.len()), (5 * SEC, 60));
+    let total = c.buckets.iter().fold(Bucket::default(), |mut a, (_, b)| {
+        a.merge(b);
+        a
+    });
+    assert_eq!((total.reqs, total.errors), (21, 1));
+
+    // The filter applies to charts as to rows.
+    s.window = Window::M1;
+    s.filter = "python".into();
+    let v = m.view(&s, NOW, None);
+    let py = v.rows[0].key.clone();
+    let c = m.chart(&s, &v, &py, NOW);
+    let reqs: u32 = c.buckets.iter().map(|(_, b)| b.reqs).sum();
+    assert_eq!(reqs, 10);
+    s.filter = "nothing".into();
+    assert!(m
+        .chart(&s, &v, &py, NOW)
+        .buckets
+        .iter()
+        .all(|(_, b)| b.reqs == 0));
+
+    // Nothing before observation started: no buckets, not empty ones.
+    let mut m2 = Model::new(Limits::default(), NOW - 20 * SEC);
+    for c in programs() {
+        m2.push(c);
+    }
+    let s = spec(Grouping::Process, Window::M1);
+    let v = m2.view(&s, NOW, None);
+    let c = m2.chart(&s, &v, &v.rows[0].key, NOW);
+    assert_eq!(c.buckets.len(), 20);
+}
+
+#[test]
+fn each_row_knows_its_recent_p95() {
+    let mut calls = Vec::new();
+    // 100 calls of 1..100 ms over the last 10 minutes, then one slow one.
+    for ms in 1..=100u64 {
+        calls.push(sample(1, "curl", "a.example", "/", 200, ms, 6 * ms));
+    }
+    let m = model_with(calls);
+    let r = &m
+        .view(&spec(Grouping::Process, Window::All), NOW, None)
+        .rows[0];
+    let p95 = r.recent_p95_ns.unwrap();
+    // The top of the bin holding the 95th: ≥ 95 ms, within a bin.
+    assert!(
+        (95_000_000..=95_000_000 * 142 / 100).contains(&p95),
+        "{p95}"
+    );
+    // The 1 m window holds only fast calls (ms ≤ 10); the baseline is the
+    // same 16 minutes.
+    let r = &m.view(&spec(Grouping::Process, Window::M1), NOW, None).rows[0];
+    assert_eq!(r.recent_p95_ns, Some(p95));
+    assert!(r.p95_ns.unwrap() < p95);
 }

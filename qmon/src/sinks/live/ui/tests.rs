@@ -74,7 +74,7 @@ fn assert_screen(a: &App, want: &str) {
     );
 }
 
-const FOOT: &str = "q quit  / filter  s sort  1-9 sort by col  I invert  Space pause  g group  t window  Enter calls  Esc back  ? help";
+const FOOT: &str = "q quit  / filter  s sort  1-9 sort col  I invert  Space pause  g group  p pids  t window  Enter calls  c chart  ? help";
 
 #[test]
 fn table_grouped_by_host() {
@@ -85,9 +85,9 @@ fn table_grouped_by_host() {
             r"
 qmon top  reqs 5  rps 0.08  err 40.0%  out 50B  in 500B  | window 1m  group host  lost 3  | capture (kprobe)
 sort REQS desc
-PROCESS        HOST:PORT        PROTO  REQSv   RPS   ERR%     P50     P95     P99  OUT    IN
-curl, python3  api.example:443  h1s        4  0.07   25.0  10.0ms  20.0ms  20.0ms  40B  400B
-python3[20]    db.example:443   h1s        1  0.02  100.0  40.0ms  40.0ms  40.0ms  10B  100B
+PROCESS        HOST:PORT        PROTO  REQSv   RPS   ERR%     P50     P95     P99  OUT    IN  PIDS
+curl, python3  api.example:443  h1s        4  0.07   25.0  10.0ms  20.0ms  20.0ms  40B  400B     2
+python3[20]    db.example:443   h1s        1  0.02  100.0  40.0ms  40.0ms  40.0ms  10B  100B     1
 
 
 
@@ -105,8 +105,8 @@ fn table_grouped_by_process() {
     let s = screen(&a);
     assert!(s.contains("group process"), "{s}");
     let lines: Vec<&str> = s.lines().collect();
-    assert!(lines[3].starts_with("curl[10]     api.example:443"), "{s}");
-    assert!(lines[4].starts_with("python3[20]  2 hosts"), "{s}");
+    assert!(lines[3].starts_with("curl     api.example:443"), "{s}");
+    assert!(lines[4].starts_with("python3  2 hosts"), "{s}");
 }
 
 #[test]
@@ -133,12 +133,12 @@ fn table_grouped_by_process_host_and_route() {
     assert!(s.contains("group process+host+route"), "{s}");
     let rows: Vec<&str> = s.lines().skip(3).take(4).collect();
     assert!(
-        rows[0].starts_with("curl[10]     api.example:443  /users/{id}"),
+        rows[0].starts_with("curl     api.example:443  /users/{id}"),
         "{s}"
     );
     assert!(rows[0].contains(" 2  "), "{s}");
     assert_eq!(
-        rows.iter().filter(|l| l.contains("python3[20]")).count(),
+        rows.iter().filter(|l| l.starts_with("python3 ")).count(),
         2,
         "{s}"
     );
@@ -216,15 +216,15 @@ fn drill_down_shows_the_rows_calls() {
             r"
 qmon top  reqs 5  rps 0.08  err 40.0%  out 50B  in 500B  | window 1m  group host+route  lost 3  | capture (kprobe)
 sort REQS desc
-calls of curl, python3  api.example:443  /users/{{id}}  (latest 3 in window 1m)
+calls of curl, python3  api.example:443  /users/{{id}}  (latest 3 in window 1m; 2 pids)
+PID         PROCESS           REQS     ERR%    LAST(UTC)
+10          curl              2        0.0     11:59:59.000
+20          python3           1        100.0   11:59:56.000
+
 TIME(UTC)     PID      METHOD   PATH                                              STATUS        LATENCY   OUT     IN
 11:59:59.000  10       GET      /users/7                                          200           10.0ms    10B     100B
 11:59:58.000  10       GET      /users/7                                          200           20.0ms    10B     100B
 11:59:56.000  20       GET      /users/7                                          reset:8       -         10B     100B
-
-
-
-
 {FOOT}"
         ),
     );
@@ -273,11 +273,11 @@ fn once_text_has_no_escape_codes() {
     assert!(lines[0].starts_with("qmon top  reqs 5"), "{t}");
     assert_eq!(
         lines[2],
-        "PROCESS        HOST:PORT        PROTO  REQSv   RPS   ERR%     P50     P95     P99  OUT    IN"
+        "PROCESS        HOST:PORT        PROTO  REQSv   RPS   ERR%     P50     P95     P99  OUT    IN  PIDS"
     );
     assert_eq!(
         lines[3],
-        "curl, python3  api.example:443  h1s        4  0.07   25.0  10.0ms  20.0ms  20.0ms  40B  400B"
+        "curl, python3  api.example:443  h1s        4  0.07   25.0  10.0ms  20.0ms  20.0ms  40B  400B     2"
     );
     assert_eq!(lines.len(), 5, "{t}");
 }
@@ -314,4 +314,338 @@ fn once_text_aligns_wide_characters() {
     let cols: Vec<usize> = lines.iter().map(|l| proto_col(l)).collect();
     assert!(cols.iter().all(|c| *c == cols[0]), "{cols:?}\n{t}");
     assert!(t.contains("東京.example:443"), "{t}");
+}
+
+/// 20 short-lived curls and a long-lived python3 (`model::tests::programs`).
+fn programs_app(by_pid: bool, color: bool) -> App {
+    let mut m = Model::new(Limits::default(), NOW - 3600 * SEC);
+    for c in crate::sinks::live::model::tests::programs() {
+        m.push(c);
+    }
+    let spec = ViewSpec {
+        by_pid,
+        window: Window::M1,
+        sort: Column::Requests,
+        desc: true,
+        ..ViewSpec::default()
+    };
+    let mut a = App::new(m, spec, "capture (tracepoint)".into(), color, NOW);
+    a.tick(NOW);
+    a
+}
+
+fn screen_sized(a: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| draw(f, a)).unwrap();
+    let buf = t.backend().buffer();
+    buf.content()
+        .chunks(w as usize)
+        .map(|row| {
+            row.iter()
+                .map(|c| c.symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn table_grouped_by_program() {
+    let a = programs_app(false, false);
+    assert_screen(
+        &a,
+        &format!(
+            r"
+qmon top  reqs 30  rps 0.50  err 3.3%  out 300B  in 2.9K  | window 1m  group process  lost 0  | capture (tracepoint)
+sort REQS desc
+PROCESS  HOST:PORT        PROTO  REQSv   RPS  ERR%     P50     P95     P99   OUT     IN  PIDS
+curl     api.example:443  h1s       20  0.33   0.0  20.0ms  29.0ms  30.0ms  200B   2.0K    20
+python3  api.example:443  h1s       10  0.17  10.0  30.0ms  30.0ms  30.0ms  100B  1000B     1
+
+
+
+
+
+
+{FOOT}"
+        ),
+    );
+}
+
+#[test]
+fn table_grouped_by_pid_and_back() {
+    let mut a = programs_app(false, false);
+    key(&mut a, KeyCode::Char('p'));
+    assert_eq!(a.spec.group_label(), "pid");
+    let s = screen_sized(&a, W, 30);
+    let want = "\
+qmon top  reqs 30  rps 0.50  err 3.3%  out 300B  in 2.9K  | window 1m  group pid  lost 0  | capture (tracepoint)
+sort REQS desc
+PROCESS      HOST:PORT        PROTO  REQSv   RPS  ERR%     P50     P95     P99   OUT     IN  PIDS
+python3[77]  api.example:443  h1s       10  0.17  10.0  30.0ms  30.0ms  30.0ms  100B  1000B     1
+curl[1001]   api.example:443  h1s        1  0.02   0.0  11.0ms  11.0ms  11.0ms   10B   100B     1
+curl[1002]   api.example:443  h1s        1  0.02   0.0  12.0ms  12.0ms  12.0ms   10B   100B     1
+";
+    assert!(s.starts_with(want), "got:\n{s}\n---- want:\n{want}");
+    let rows: Vec<&str> = s.lines().skip(3).filter(|l| l.contains(":443")).collect();
+    assert_eq!(rows.len(), 21, "{s}");
+    assert!(rows[20].starts_with("curl[1020] "), "{s}");
+    // p again: programs.
+    key(&mut a, KeyCode::Char('p'));
+    assert_eq!(a.view.rows.len(), 2);
+    // From a grouping without processes, p goes straight to pids.
+    key(&mut a, KeyCode::Char('g'));
+    assert_eq!(a.spec.group_label(), "host");
+    key(&mut a, KeyCode::Char('p'));
+    assert_eq!(a.spec.group_label(), "pid");
+    assert_eq!(a.view.rows.len(), 21);
+    // g keeps pids: process+host+route by pid after host, host+route.
+    for _ in 0..3 {
+        key(&mut a, KeyCode::Char('g'));
+    }
+    assert_eq!(a.spec.group_label(), "pid+host+route");
+    assert_eq!(a.view.rows.len(), 21);
+}
+
+#[test]
+fn drill_down_from_a_program_lists_its_pids_and_calls() {
+    let mut a = programs_app(false, false);
+    key(&mut a, KeyCode::Enter);
+    let s = screen_sized(&a, W, 24);
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(
+        lines[2],
+        "calls of curl  api.example:443  (latest 20 in window 1m; 20 pids)"
+    );
+    assert_eq!(
+        lines[3],
+        "PID         PROCESS           REQS     ERR%    LAST(UTC)"
+    );
+    assert_eq!(
+        lines[4],
+        "1001        curl              1        0.0     11:59:58.000"
+    );
+    // A third of the screen for pids, then how many more.
+    let more = lines.iter().position(|l| *l == "… 15 more").expect(&s);
+    assert_eq!(more, 9, "{s}");
+    assert!(lines[more + 2].starts_with("TIME(UTC)"), "{s}");
+    assert!(
+        lines[more + 3].starts_with("11:59:58.000  1001     GET      /v1/items"),
+        "{s}"
+    );
+}
+
+/// A client calling every second for a minute: busier, slower and failing
+/// towards the end.
+fn chart_app(color: bool) -> App {
+    let mut m = Model::new(Limits::default(), NOW - 3600 * SEC);
+    for ago in (1..=60u64).rev() {
+        let n = 1 + (60 - ago) / 15;
+        for k in 0..n {
+            let status = if (5..=12).contains(&ago) && k == 0 {
+                503
+            } else {
+                200
+            };
+            let ms = 20 + (60 - ago) + 10 * k;
+            m.push(sample(
+                77,
+                "python3",
+                "api.example",
+                "/v1/items",
+                status,
+                ms,
+                ago,
+            ));
+        }
+    }
+    let spec = ViewSpec {
+        window: Window::M1,
+        sort: Column::Requests,
+        desc: true,
+        ..ViewSpec::default()
+    };
+    let mut a = App::new(m, spec, "capture (tracepoint)".into(), color, NOW);
+    a.tick(NOW);
+    a
+}
+
+#[test]
+fn chart_view_of_the_selected_row() {
+    let mut a = chart_app(false);
+    key(&mut a, KeyCode::Char('c'));
+    assert!(matches!(a.mode, Mode::Chart { .. }));
+    let got = screen_sized(&a, 100, 30);
+    let want = CHART_SNAPSHOT.strip_prefix('\n').unwrap_or(CHART_SNAPSHOT);
+    assert!(
+        got.trim_end() == want.trim_end(),
+        "chart differs; got:\n{got}\n---- want:\n{want}"
+    );
+    // c or Esc closes it.
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.mode, Mode::Table);
+    assert!(a.chart.is_none());
+    key(&mut a, KeyCode::Char('c'));
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Table);
+    // From the drill-down, and back to it.
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Char('c'));
+    assert!(matches!(
+        a.mode,
+        Mode::Chart {
+            from_detail: true,
+            ..
+        }
+    ));
+    key(&mut a, KeyCode::Esc);
+    assert!(matches!(a.mode, Mode::Detail(_)));
+    // The window key re-charts over the new window (5 s buckets).
+    key(&mut a, KeyCode::Char('c'));
+    key(&mut a, KeyCode::Char('t'));
+    assert_eq!(a.chart.as_ref().unwrap().width_ns, 5 * SEC);
+    assert!(screen_sized(&a, 100, 30).contains("(window 5m, 5s buckets)"));
+}
+
+const CHART_SNAPSHOT: &str = "
+qmon top  reqs 150  rps 2.50  err 5.3%  out 1.5K  in 15K  | window 1m  group process  lost 0  | capt
+sort REQS desc
+charts of python3  api.example:443  1 pid  (window 1m, 1s buckets)
+requests/s  last 4.00  avg 2.50  max 4.00
+4.40│                                                                        ⡠⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤
+    │                                                 ⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⡰⠁
+    │                                                ⡰⠁
+2.20│                        ⢠⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠁
+    │ ⠠⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠃
+0.00│
+    └───────────────────────────────────────────────────────────────────────────────────────────────
+  -1m                                             -30s                                           now
+latency  p50 79.8ms  p95 113ms  over the window (p95 the upper line)
+124ms │                                                                      ⢀⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤
+      │                                                ⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀
+62.1ms│                             ⡠⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⡠⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠊
+      │       ⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⠤⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠒⠊
+0     │ ⠈⠉⠉⠉⠉⠉
+      └─────────────────────────────────────────────────────────────────────────────────────────────
+    -1m                                             -30s                                         now
+errors %  5.3% over the window (8 of 150)
+28%│                                                                              ⡤⠤⠤⠤⠤⠤⠤⠤⠤⠤⠤⡄
+   │                                                                             ⢠⠃          ⢣
+   │                                                                             ⢸           ⢸
+14%│                                                                             ⡎           ⠈⡆
+   │                                                                             ⡇            ⡇
+0% │ ⢀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣀⣸             ⢸⣀⣀⣀⣀⣀
+   └────────────────────────────────────────────────────────────────────────────────────────────────
+ -1m                                              -30s                                           now
+q quit  / filter  s sort  1-9 sort col  I invert  Space pause  g group  p pids  t window  Enter call
+";
+
+/// Every cell's foreground and background colour.
+fn colours(a: &App, w: u16, h: u16) -> Vec<(String, ratatui::style::Color, ratatui::style::Color)> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| draw(f, a)).unwrap();
+    t.backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| (c.symbol().to_string(), c.fg, c.bg))
+        .collect()
+}
+
+#[test]
+fn colour_marks_errors_and_slow_latency_and_no_color_turns_it_off() {
+    use ratatui::style::{Color, Modifier};
+    let mut m = Model::new(Limits::default(), NOW - 3600 * SEC);
+    // A row that was fast for the last 15 minutes and is slow now.
+    for i in 0..100 {
+        m.push(sample(5, "curl", "a.example", "/", 200, 10, 120 + i));
+    }
+    for i in 0..5 {
+        m.push(sample(5, "curl", "a.example", "/", 200, 50, 1 + i));
+    }
+    // A row with errors.
+    m.push(sample(6, "wget", "b.example", "/", 500, 10, 1));
+    let spec = ViewSpec {
+        window: Window::M1,
+        sort: Column::Requests,
+        desc: true,
+        ..ViewSpec::default()
+    };
+    let mut a = App::new(m, spec.clone(), "capture (tracepoint)".into(), true, NOW);
+    a.tick(NOW);
+    let curl = &a.view.rows[0];
+    assert_eq!(curl.process, "curl");
+    assert!(curl.recent_p95_ns.unwrap() < 20_000_000, "{curl:?}");
+    let mut t = Terminal::new(TestBackend::new(W, H)).unwrap();
+    t.draw(|f| draw(f, &a)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let text = screen(&a);
+    let lines: Vec<&str> = text.lines().collect();
+    let cell_at = |line: usize, needle: &str| {
+        let col = lines[line]
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"));
+        let col = crate::table::width(&lines[line][..col]) as u16;
+        buf[(col, line as u16)].clone()
+    };
+    // curl (line 3): P50 and P95 are 50 ms, over twice the recent p95.
+    let p50 = cell_at(3, "50.0ms");
+    assert_eq!(p50.fg, Color::LightRed, "{text}");
+    // wget (line 4) had a 500: the row is red and bold.
+    let wget = cell_at(4, "wget");
+    assert_eq!(wget.fg, Color::Red);
+    assert!(wget.modifier.contains(Modifier::BOLD));
+    // Yellow between the recent p95 and twice it.
+    assert_eq!(slowness(Some(15), Some(10)), Slowness::Slow);
+    assert_eq!(slowness(Some(21), Some(10)), Slowness::VerySlow);
+    assert_eq!(slowness(Some(10), Some(10)), Slowness::Usual);
+    assert_eq!(slowness(None, Some(10)), Slowness::Usual);
+
+    // NO_COLOR: not one coloured cell, on any screen; errors stay bold.
+    let mut a = App::new(a.model, spec, "capture (tracepoint)".into(), false, NOW);
+    a.tick(NOW);
+    let check = |a: &App, what: &str| {
+        for (sym, fg, bg) in colours(a, 100, 30) {
+            assert!(
+                fg == Color::Reset && bg == Color::Reset,
+                "{what}: {sym:?} has {fg:?} on {bg:?}"
+            );
+        }
+    };
+    check(&a, "table");
+    key(&mut a, KeyCode::Enter);
+    check(&a, "drill-down");
+    key(&mut a, KeyCode::Char('c'));
+    check(&a, "charts");
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Char('?'));
+    check(&a, "help");
+    let a = chart_app(false);
+    check(&a, "table");
+    // With colour, the same screens do use colour.
+    let mut a = chart_app(true);
+    key(&mut a, KeyCode::Char('c'));
+    assert!(colours(&a, 100, 30)
+        .iter()
+        .any(|(_, fg, _)| *fg == Color::Yellow));
+}
+
+/// The README's live-view captures are what the code draws.
+#[test]
+fn readme_shows_the_screens_as_drawn() {
+    const README: &str = include_str!("../../../../../README.md");
+    let chart: Vec<&str> = CHART_SNAPSHOT.trim_matches('\n').lines().collect();
+    // The chart pane: between the header lines and the footer.
+    let pane = chart[2..chart.len() - 1].join("\n");
+    assert!(README.contains(&pane), "README's chart capture is stale");
+    let table = screen(&programs_app(false, false));
+    let table: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+    let table = table[..table.len() - 1].join("\n");
+    assert!(
+        README.contains(&table),
+        "README's table capture is stale:\n{table}"
+    );
 }
