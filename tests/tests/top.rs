@@ -571,3 +571,47 @@ fn programs_pids_and_charts_in_tmux() -> Result<()> {
     );
     Ok(())
 }
+
+/// `qmon top`, capturing by itself, redacts as `qmon record` would with the
+/// same config file: a name the file adds to the redaction list is hidden
+/// in the drill-down's paths. (top used to apply only the built-in rules.)
+#[test]
+fn own_capture_redacts_with_the_config_files_rules() -> Result<()> {
+    let _g = serial();
+    let env = Env::new()?;
+    let srv = TestServer::start("127.0.0.1", Some(&env.certs))?;
+    let port = format!(":{}", srv.port);
+    let cfg = env.path().join("qmon.toml");
+    std::fs::write(&cfg, "redact = [\"orderid\"]\n")?;
+    let bin = qmon_bin()?;
+    let tmux = Tmux::start()?;
+    tmux.text(&format!(
+        "{} top --config {} --db {} --interval 500ms --group host-route --filter {port}",
+        bin.display(),
+        cfg.display(),
+        env.path().join("none.db").display()
+    ));
+    tmux.keys(&["Enter"]);
+    let (up, s) = tmux.wait(Duration::from_secs(60), |s| s.contains("sort REQS desc"));
+    assert!(up, "qmon top did not draw its screen; pane:\n{s}");
+    let url = srv.url("/hello?orderid=abc123&page=2");
+    curl(&["--cacert", &env.ca(), "-o", "/dev/null", &url])?.ok();
+    let (ok, s) = tmux.wait(Duration::from_secs(20), |s| {
+        data_rows(s).iter().any(|r| r.contains(&port))
+    });
+    assert!(ok, "the call should show; pane:\n{s}");
+    tmux.keys(&["Home", "Enter"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(5), |s| s.contains("calls of "));
+    assert!(ok, "Enter should open the drill-down; pane:\n{s}");
+    assert!(
+        s.contains("/hello?orderid=[REDACTED:6]&page=2"),
+        "the config's redact list should apply to top's own capture; pane:\n{s}"
+    );
+    assert!(!s.contains("abc123"), "{s}");
+    tmux.keys(&["q"]);
+    let (ok, s) = tmux.wait(Duration::from_secs(20), |s| {
+        !s.contains("sort REQS") && s.lines().any(|l| l.trim_end() == "TOPSHELL$")
+    });
+    assert!(ok, "q should restore the shell; pane:\n{s}");
+    Ok(())
+}
