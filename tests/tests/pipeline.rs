@@ -196,11 +196,12 @@ fn parse_errors_are_recorded_without_metrics() -> Result<()> {
     Ok(())
 }
 
-/// A line protocol that is not HTTP: 20,000 round trips on one connection,
-/// enough that an unmuted client would stand far above the events other
-/// processes on the host make meanwhile.
+/// A line protocol that is not HTTP on one connection: a few round trips
+/// (qmon sees the first bytes and mutes the connection), then, once told
+/// on stdin, 20,000 more: enough that an unmuted client would stand far
+/// above the events other processes on the host make meanwhile.
 const PY_PING_PONG: &str = r#"
-import socket, threading
+import socket, sys, threading
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
 def serve():
     c, _ = ls.accept()
@@ -209,21 +210,28 @@ def serve():
         c.sendall(b"PONG " + line)
 t = threading.Thread(target=serve, daemon=True); t.start()
 s = socket.create_connection(ls.getsockname())
-for i in range(20000):
-    s.sendall(b"PING %d\n" % i)
-    got = b""
-    while not got.endswith(b"\n"):
-        got += s.recv(64)
-print("done")
+def rounds(n):
+    for i in range(n):
+        s.sendall(b"PING %d\n" % i)
+        got = b""
+        while not got.endswith(b"\n"):
+            got += s.recv(64)
+rounds(20)
+print("opened", flush=True)
+sys.stdin.readline()
+rounds(20000)
+print("done", flush=True)
 "#;
 
 /// Muting, qmon's main cost control: once a connection is known not to be
-/// HTTP, the kernel stops sending its bytes. 20,000 round trips make 40,000
-/// data calls on each side: the server's are muted at accept, the
-/// client's once its first bytes are seen, so (nearly) all 80,000 are
-/// skipped in the kernel and (nearly) none become events.
+/// HTTP, the kernel stops sending its bytes. After the table has decided
+/// (`qmon_connections_not_http_total` went up), 20,000 round trips make
+/// 40,000 data calls on each side: the server's are muted since accept,
+/// the client's since the decision, so all 80,000 are skipped in the
+/// kernel and none become events.
 #[test]
 fn a_muted_connection_sends_no_more_events() -> Result<()> {
+    use std::io::{BufRead, BufReader};
     let _g = serial();
     let env = Env::new()?;
     let mport = free_port()?;
@@ -232,17 +240,35 @@ fn a_muted_connection_sends_no_more_events() -> Result<()> {
     // The counters are published once a second: wait for a first value.
     assert!(wait_until(Duration::from_secs(10), || scrape(mport)
         .is_ok_and(|m| m.contains_key("qmon_events_total"))));
+    let not_http = |m: &BTreeMap<String, u64>| m.get("qmon_connections_not_http_total").copied();
+    let decided_before = not_http(&scrape(mport)?).unwrap_or(0);
+    let mut client = std::process::Command::new(qmon_e2e::python_bin())
+        .args(["-c", PY_PING_PONG])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(client.stdout.take().context("stdout")?).lines();
+    assert_eq!(lines.next().transpose()?.as_deref(), Some("opened"));
+    let decided = wait_until(Duration::from_secs(30), || {
+        scrape(mport).is_ok_and(|m| not_http(&m).unwrap_or(0) > decided_before)
+    });
+    assert!(
+        decided,
+        "the ping-pong connection was never found to be not HTTP"
+    );
+    // The counters of the tick that saw the decision may predate it.
     std::thread::sleep(Duration::from_millis(1500));
     let before = scrape(mport)?;
-    let out = python(PY_PING_PONG, &[], &[])?.ok();
-    assert_eq!(out.stdout_str().trim(), "done");
+    writeln!(client.stdin.take().context("stdin")?, "go")?;
+    assert_eq!(lines.next().transpose()?.as_deref(), Some("done"));
+    client.wait()?;
     std::thread::sleep(Duration::from_millis(2500));
     let after = scrape(mport)?;
     let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     let (events, muted) = (delta("qmon_events_total"), delta("qmon_muted_calls_total"));
     assert!(
-        muted >= 79_000,
-        "the client's calls should be skipped in the kernel once muted: muted {muted}, events {events}"
+        muted >= 80_000,
+        "every call of both sides should be skipped in the kernel: muted {muted}, events {events}"
     );
     assert!(
         events < 4_000,
