@@ -39,6 +39,9 @@
 #                     run on the host. The guests run capture, record, http2
 #                     and cli: everything the kernel can change. See
 #                     docs/compatibility.md. Set empty to run everything.
+#   QMON_VM_PARALLEL  1: boot the kernels' guests side by side (default when
+#                     TCG runs single-threaded and the host has 2+ cores:
+#                     each guest then takes one core); 0: one after another
 #   QMON_VM_KEEP      keep the guests' logs even when every kernel passed
 #   CARGO_TARGET_DIR  as for cargo; the test binaries are built here first
 set -uo pipefail
@@ -233,6 +236,81 @@ startup_mode() {
         head -n1 | sed 's/kprobes/kprobe/; s/syscall tracepoints/tracepoint/'
 }
 
+# run_guest ENTRY PKG — boots one kernel's guest, runs the job, and writes
+# a one-line result to $RUN/ENTRY.summary.
+run_guest() {
+    local entry=$1 pkg=$2 kdir out t0 dt rc boots retried mode started grc failures passed ready
+    local summary=()
+    t0=$SECONDS
+    kdir="$CACHE/$pkg"
+    out="$RUN/$entry"
+    mkdir -p "$out"
+    # Sourced by guest.sh: quote every value.
+    {
+        printf 'QMON_BIN=%q\n' "$QMON_BIN_PATH"
+        printf 'QMON_VM_TESTS=%q\n' "${QMON_VM_TESTS:-}"
+        printf 'QMON_VM_SKIP_TESTS=%q\n' "${QMON_VM_SKIP_TESTS:-}"
+        printf 'QMON_KRETPROBE_MAXACTIVE=%q\n' "${QMON_KRETPROBE_MAXACTIVE:-}"
+        printf 'BINARIES=%q\n' "$(tr '\n' ' ' <"$RUN/binaries")"
+    } >"$out/job"
+    make_initrd "$kdir" "$out/initrd.gz" || die "packing the initramfs failed"
+    log "$entry: booting $pkg ($(cat "$kdir/version"))"
+    boots=0
+    while :; do
+        boots=$((boots + 1))
+        boot "$kdir" "$out"
+        rc=$?
+        # TCG's multi-threaded mode now and then breaks the kernel's
+        # own code patching (an int3 oops in early boot, before qmon or
+        # any test runs). Boot again; a crash after the guest started
+        # its job is never retried.
+        if [ ! -f "$out/doctor.log" ] && [ "$boots" -lt 3 ] &&
+            grep -q 'Kernel panic\|Oops' "$out/console.log"; then
+            log "$entry: guest kernel crashed while booting (attempt $boots): $(grep -m1 'RIP:' "$out/console.log")"
+            mv "$out/console.log" "$out/console-boot$boots.log"
+            continue
+        fi
+        break
+    done
+    retried=""
+    [ "$boots" -gt 1 ] && retried=", booted at attempt $boots"
+    ready=$(cat "$out/ready_ms" 2>/dev/null)
+    [ -n "$ready" ] && retried+=", qmon ready in $((ready / 1000)).$(((ready % 1000) / 100)) s"
+    dt=$((SECONDS - t0))
+    mode=$(doctor_mode <"$out/doctor.log" 2>/dev/null)
+    started=$(startup_mode <"$out/startup.log" 2>/dev/null)
+    if [ ! -f "$out/rc" ]; then
+        log "$entry: guest did not finish (qemu exit $rc); console:"
+        tail -n 40 "$out/console.log" >&2
+        summary+=("$(printf '%-6s FAILED: guest did not finish (qemu exit %s, %ss); log %s' "$entry" "$rc" "$dt" "$out")")
+        printf '%s\n' "${summary[@]}" >"$RUN/$entry.summary"
+        return 1
+    fi
+
+    grc=$(cat "$out/rc")
+    # libtest's own summary: per-test "ok" lines can be split by the
+    # output of the processes a test runs.
+    passed=$(cat "$out"/test-*.log 2>/dev/null |
+        sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' |
+        awk '{n += $1} END {print n + 0}')
+    failures=$(grep -h '^test .* \.\.\. FAILED$' "$out"/test-*.log 2>/dev/null |
+        awk '{print $2}' | tr '\n' ' ')
+    # 6.1 and 6.12 have kprobes: anything else there is a qmon bug.
+    if [ "$mode" != kprobe ] || [ "$started" != kprobe ]; then
+        failures+="(doctor says '${mode:-?}', start-up log says '${started:-?}'; expected kprobe) "
+        grc=1
+    fi
+    if [ "$grc" = 0 ]; then
+        summary+=("$(printf '%-6s passed: %s, hooks %s (doctor) / %s (start-up log), %s tests, %ss%s' "$entry" "$(cat "$kdir/version")" "$mode" "$started" "$passed" "$dt" "$retried")")
+    else
+        summary+=("$(printf '%-6s FAILED: %s, hooks %s (doctor) / %s (start-up log), %s passed; failed: %s(%ss; logs %s)' "$entry" "$(cat "$kdir/version")" "${mode:-?}" "${started:-?}" "${passed:-0}" "${failures:-see logs }" "$dt" "$out")")
+        for f in "$out"/test-*.log; do
+            grep -q 'FAILED\|panicked\|error' "$f" && { echo "---- $f" >&2; tail -n 60 "$f" >&2; }
+        done
+    fi
+    printf '%s\n' "${summary[@]}" >"$RUN/$entry.summary"
+}
+
 main() {
     require_root
     ensure_packages qemu-system-x86 busybox-static cpio xz-utils zstd kmod
@@ -243,86 +321,40 @@ main() {
     build_tests || die "building the e2e test binaries failed"
     log "test binaries: $(xargs -n1 basename <"$RUN/binaries" | tr '\n' ' ')"
 
-    local entry pkg kdir out t0 dt rc boots retried failed=0 mode started grc failures passed summary=()
+    local entry pkg failed=0 summary=() pids=()
+    # Kernel packages first, one at a time (apt); then the guests.
     for entry in $KERNELS; do
-        t0=$SECONDS
         if ! pkg=$(resolve_image "$entry"); then
-            summary+=("$(printf '%-6s FAILED: no Debian kernel package found for %s (apt-cache)' "$entry" "$entry")")
-            failed=1
+            printf '%-6s FAILED: no Debian kernel package found for %s (apt-cache)\n' "$entry" "$entry" >"$RUN/$entry.summary"
             continue
         fi
         if ! prepare_kernel "$pkg"; then
-            summary+=("$(printf '%-6s FAILED: could not prepare %s' "$entry" "$pkg")")
-            failed=1
+            printf '%-6s FAILED: could not prepare %s\n' "$entry" "$pkg" >"$RUN/$entry.summary"
             continue
         fi
-        kdir="$CACHE/$pkg"
-        out="$RUN/$entry"
-        mkdir -p "$out"
-        # Sourced by guest.sh: quote every value.
-        {
-            printf 'QMON_BIN=%q\n' "$QMON_BIN_PATH"
-            printf 'QMON_VM_TESTS=%q\n' "${QMON_VM_TESTS:-}"
-            printf 'QMON_VM_SKIP_TESTS=%q\n' "${QMON_VM_SKIP_TESTS:-}"
-            printf 'QMON_KRETPROBE_MAXACTIVE=%q\n' "${QMON_KRETPROBE_MAXACTIVE:-}"
-            printf 'BINARIES=%q\n' "$(tr '\n' ' ' <"$RUN/binaries")"
-        } >"$out/job"
-        make_initrd "$kdir" "$out/initrd.gz" || die "packing the initramfs failed"
-        log "$entry: booting $pkg ($(cat "$kdir/version"))"
-        boots=0
-        while :; do
-            boots=$((boots + 1))
-            boot "$kdir" "$out"
-            rc=$?
-            # TCG's multi-threaded mode now and then breaks the kernel's
-            # own code patching (an int3 oops in early boot, before qmon or
-            # any test runs). Boot again; a crash after the guest started
-            # its job is never retried.
-            if [ ! -f "$out/doctor.log" ] && [ "$boots" -lt 3 ] &&
-                grep -q 'Kernel panic\|Oops' "$out/console.log"; then
-                log "$entry: guest kernel crashed while booting (attempt $boots): $(grep -m1 'RIP:' "$out/console.log")"
-                mv "$out/console.log" "$out/console-boot$boots.log"
-                continue
-            fi
-            break
-        done
-        retried=""
-        [ "$boots" -gt 1 ] && retried=", booted at attempt $boots"
-        ready=$(cat "$out/ready_ms" 2>/dev/null)
-        [ -n "$ready" ] && retried+=", qmon ready in $((ready / 1000)).$(((ready % 1000) / 100)) s"
-        dt=$((SECONDS - t0))
-        mode=$(doctor_mode <"$out/doctor.log" 2>/dev/null)
-        started=$(startup_mode <"$out/startup.log" 2>/dev/null)
-        if [ ! -f "$out/rc" ]; then
-            log "$entry: guest did not finish (qemu exit $rc); console:"
-            tail -n 40 "$out/console.log" >&2
-            summary+=("$(printf '%-6s FAILED: guest did not finish (qemu exit %s, %ss); log %s' "$entry" "$rc" "$dt" "$out")")
-            failed=1
-            continue
-        fi
-
-        grc=$(cat "$out/rc")
-        # libtest's own summary: per-test "ok" lines can be split by the
-        # output of the processes a test runs.
-        passed=$(cat "$out"/test-*.log 2>/dev/null |
-            sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' |
-            awk '{n += $1} END {print n + 0}')
-        failures=$(grep -h '^test .* \.\.\. FAILED$' "$out"/test-*.log 2>/dev/null |
-            awk '{print $2}' | tr '\n' ' ')
-        # 6.1 and 6.12 have kprobes: anything else there is a qmon bug.
-        if [ "$mode" != kprobe ] || [ "$started" != kprobe ]; then
-            failures+="(doctor says '${mode:-?}', start-up log says '${started:-?}'; expected kprobe) "
-            grc=1
-        fi
-        if [ "$grc" = 0 ]; then
-            summary+=("$(printf '%-6s passed: %s, hooks %s (doctor) / %s (start-up log), %s tests, %ss%s' "$entry" "$(cat "$kdir/version")" "$mode" "$started" "$passed" "$dt" "$retried")")
+        echo "$pkg" >"$RUN/$entry.pkg"
+    done
+    # Each guest runs TCG on one host thread, so with two cores the guests
+    # can run side by side and the step takes about as long as one kernel.
+    local parallel=${QMON_VM_PARALLEL:-}
+    if [ -z "$parallel" ]; then
+        parallel=0
+        [ "$TCG_THREAD" = single ] && [ "$(nproc)" -ge 2 ] && parallel=1
+    fi
+    for entry in $KERNELS; do
+        [ -f "$RUN/$entry.pkg" ] || continue
+        if [ "$parallel" = 1 ]; then
+            run_guest "$entry" "$(cat "$RUN/$entry.pkg")" &
+            pids+=($!)
         else
-            failed=1
-            summary+=("$(printf '%-6s FAILED: %s, hooks %s (doctor) / %s (start-up log), %s passed; failed: %s(%ss; logs %s)' "$entry" "$(cat "$kdir/version")" "${mode:-?}" "${started:-?}" "${passed:-0}" "${failures:-see logs }" "$dt" "$out")")
-            for f in "$out"/test-*.log; do
-                grep -q 'FAILED\|panicked\|error' "$f" && { echo "---- $f" >&2; tail -n 60 "$f" >&2; }
-            done
+            run_guest "$entry" "$(cat "$RUN/$entry.pkg")"
         fi
+    done
+    [ "${#pids[@]}" -gt 0 ] && wait "${pids[@]}"
+    for entry in $KERNELS; do
+        summary+=("$(cat "$RUN/$entry.summary" 2>/dev/null || printf '%-6s FAILED: no result' "$entry")")
+        grep -q FAILED "$RUN/$entry.summary" 2>/dev/null && failed=1
+        [ -f "$RUN/$entry.summary" ] || failed=1
     done
 
     # The host kernel: only the attach mode here; the e2e suite itself runs
